@@ -1,0 +1,66 @@
+"""``Variable``: a named, persistent numpy buffer (a weight, an optimizer slot, a moving
+statistic). The model owns it; executables read and update it in place, so
+``model.get_weights()`` always returns the current values without a copy back."""
+from __future__ import annotations
+
+import numpy as np
+
+from graphc.errors import ShapeError
+from graphc.ir.dtypes import DType, TensorType
+
+
+class Variable:
+    """A persistent tensor. ``path`` (``"dense.kernel"``) names it in IR and in files."""
+
+    def __init__(self, value, name: str, path: str | None = None, trainable: bool = True,
+                 dtype=None):
+        arr = np.array(value, dtype=DType.of(dtype).np if dtype is not None else None)
+        if dtype is None and arr.dtype == np.float64:
+            arr = arr.astype(np.float32)
+        self._value = np.ascontiguousarray(arr)
+        self.name = name
+        self.path = path or name
+        self._trainable = bool(trainable)
+        self.constraint = None      # callable applied after each update (Keras constraints)
+        self.regularizer = None     # callable adding to the loss (Keras regularizers)
+
+    @property
+    def value(self) -> np.ndarray:
+        return self._value
+
+    @property
+    def trainable(self) -> bool:
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, flag: bool):
+        self._trainable = bool(flag)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._value.shape
+
+    @property
+    def dtype(self) -> DType:
+        return DType.of(self._value.dtype)
+
+    @property
+    def type(self) -> TensorType:
+        return TensorType(self.shape, self.dtype)
+
+    def numpy(self) -> np.ndarray:
+        return self._value.copy()
+
+    def assign(self, value):
+        """Overwrite in place (buffers handed to executables stay valid)."""
+        arr = np.asarray(value)
+        if arr.shape != self.shape:
+            raise ShapeError(f"Variable {self.path}: expected shape {self.shape}, "
+                             f"got {arr.shape}")
+        self._value[...] = arr
+
+    def __array__(self, dtype=None, copy=None):
+        return self._value if dtype is None else self._value.astype(dtype)
+
+    def __repr__(self):
+        return f"<Variable {self.path} shape={self.shape} dtype={self.dtype}>"
