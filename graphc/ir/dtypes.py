@@ -46,7 +46,10 @@ class DType(enum.Enum):
             return x
         if isinstance(x, str) and x in DType.__members__:
             return DType[x]
-        dt = np.dtype(getattr(x, "dtype", x))
+        if isinstance(x, type) and issubclass(x, np.generic):
+            dt = np.dtype(x)  # a scalar type such as np.float32 (its .dtype is a descriptor)
+        else:
+            dt = np.dtype(getattr(x, "dtype", x))
         try:
             return _FROM_NUMPY[dt]
         except KeyError:

@@ -9,7 +9,7 @@ from graphc.ir.graph import Graph, Value
 
 
 def format_attr(v) -> str:
-    if isinstance(v, bool):
+    if isinstance(v, (bool, np.bool_)):
         return "true" if v else "false"
     if v is None:
         return "none"

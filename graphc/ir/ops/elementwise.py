@@ -119,10 +119,18 @@ def _cast_vjp(b, node, g):
     return [b.cast(g[0], dtype=x.dtype)]
 
 
+def _cast_sample(rng, dt):
+    src = DType.of(dt)
+    # Float targets never narrow (f64 -> f32 rounding would swamp float64 finite
+    # differences); int and bool targets exercise the non-differentiable path.
+    targets = [src, DType.f64, DType.i32, DType.i64, DType.bool]
+    return ([rng.standard_normal(_rand_shape(rng)).astype(src.np) * 3],
+            {"dtype": targets[int(rng.integers(0, len(targets)))]})
+
+
 def_op("cast", arity=1, attrs={"dtype": REQUIRED}, infer=_cast_infer,
        ref=lambda x, dtype: x.astype(DType.of(dtype).np), vjp=_cast_vjp,
-       sample=lambda rng, dt: ([rng.standard_normal(_rand_shape(rng)).astype(dt)],
-                               {"dtype": DType.of(dt)}))
+       sample=_cast_sample)
 
 # ----------------------------------------------------------------------------- binary
 

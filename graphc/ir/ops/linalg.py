@@ -7,6 +7,7 @@ import numpy as np
 from graphc.errors import ShapeError
 from graphc.ir.dtypes import TensorType
 from graphc.ir.registry import broadcast_shapes, def_op, same_dtype, unbroadcast
+from graphc.ir.ops.elementwise import _bcast_partner
 
 
 def _matmul_infer(types, attrs):
@@ -35,9 +36,12 @@ def _matmul_vjp(b, n, g):
 
 def _matmul_sample(rng, dtype):
     m, k, n = (int(v) for v in rng.integers(1, 6, size=3))
-    batch = tuple(int(v) for v in rng.integers(1, 4, size=rng.integers(0, 2)))
-    bb = batch if rng.random() < 0.5 else ()
-    return [rng.standard_normal(batch + (m, k)).astype(dtype),
+    batch = tuple(int(v) for v in rng.integers(1, 4, size=rng.integers(0, 3)))
+    # Either operand may carry fewer or size-1 batch dims (both broadcast directions, so
+    # both VJP unbroadcasts are exercised).
+    other = _bcast_partner(rng, batch)
+    ba, bb = (batch, other) if rng.random() < 0.5 else (other, batch)
+    return [rng.standard_normal(ba + (m, k)).astype(dtype),
             rng.standard_normal(bb + (k, n)).astype(dtype)], {}
 
 

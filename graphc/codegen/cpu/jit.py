@@ -1,0 +1,259 @@
+"""The one place that owns LLVM: initialization, the host target machine, the O3 pipeline,
+JIT compilation (MCJIT) and AOT object emission.
+
+Every other CPU-codegen module builds ``llvmlite.ir`` modules and hands them here; nothing
+else calls ``llvmlite.binding`` directly, so the llvmlite-0.50 quirks (no ``initialize()``,
+new pass manager only, SLP off by default, host features needed for AVX-512) live in one file.
+
+JIT engine choice (measured on the 2-core Zen 4 dev machine, llvmlite 0.50 / LLVM 22, see
+``tests/codegen/test_jit.py`` and the numbers in ``benchmarks/bench_gemm.py --compile``):
+MCJIT and ORC LLJIT produce the same machine code (same TargetMachine, same pipeline), but
+MCJIT takes the already-parsed, already-optimized ``ModuleRef`` while llvmlite's LLJIT API
+only accepts IR *text* (``add_ir(str)``), which must be printed and re-parsed: for the GEMM
+module that is ~15% extra compile time, for a tiny module MCJIT is also ahead (~1.3 ms vs
+~2.4 ms).  MCJIT resolves libc symbols (``pthread_create``) from the process like LLJIT's
+``add_current_process`` does.  So MCJIT it is; ``engine="lljit"`` is kept for comparison.
+"""
+from __future__ import annotations
+
+import ctypes
+import threading
+import time
+from functools import lru_cache
+from typing import Sequence
+
+import llvmlite.binding as llvm
+from llvmlite import ir
+
+__all__ = [
+    "initialize", "host_target_machine", "target_machine", "host_features",
+    "vector_width", "parse", "optimize", "optimized_ir", "emit_object", "emit_assembly",
+    "JitModule", "register_symbol", "ir_module",
+]
+
+# LLVM's global context and pass pipelines are not safe to drive from two Python threads
+# at once; compilation is rare (once per executable), so one process-wide lock is enough.
+_LOCK = threading.RLock()
+_initialized = False
+_LIBC_SYMBOLS = ("pthread_create", "pthread_join", "pthread_self", "sched_yield", "syscall",
+                 "malloc", "free", "aligned_alloc", "memset", "memcpy", "memmove",
+                 "sysconf", "nanosleep")
+
+
+def initialize() -> None:
+    """Initialize the native target once (llvmlite 0.50: ``llvm.initialize()`` raises)."""
+    global _initialized
+    if _initialized:
+        return
+    with _LOCK:
+        if not _initialized:
+            llvm.initialize_native_target()
+            llvm.initialize_native_asmprinter()
+            llvm.initialize_native_asmparser()
+            # Lets JIT'd code call libc by name, whichever engine resolves the symbols.
+            libc = ctypes.CDLL(None)
+            for name in _LIBC_SYMBOLS:
+                fn = getattr(libc, name, None)
+                if fn is not None:
+                    llvm.add_symbol(name, ctypes.cast(fn, ctypes.c_void_p).value)
+            _initialized = True
+
+
+_SYMBOLS: dict[str, int] = {}
+
+
+def register_symbol(name: str, address: int) -> None:
+    """Make ``name`` resolve to ``address`` in every module JIT-compiled from now on (e.g.
+    the process-wide thread pool of parallel.py)."""
+    initialize()
+    llvm.add_symbol(name, address)
+    _SYMBOLS[name] = address
+
+
+def _new_target_machine(cpu: str | None, features: str | None, opt: int) -> llvm.TargetMachine:
+    initialize()
+    if cpu is None:
+        cpu = llvm.get_host_cpu_name()
+    if features is None:
+        # Without the explicit feature string LLVM would not use AVX-512 on the host.
+        features = llvm.get_host_cpu_features().flatten() if cpu == llvm.get_host_cpu_name() else ""
+    target = llvm.Target.from_default_triple()
+    return target.create_target_machine(cpu=cpu, features=features, opt=opt,
+                                        reloc="pic", codemodel="default")
+
+
+@lru_cache(maxsize=None)
+def target_machine(cpu: str | None = None, features: str | None = None,
+                   opt: int = 3) -> llvm.TargetMachine:
+    """A shared TargetMachine for ``cpu``/``features`` (default: the real host), used for
+    optimization and object emission. PIC relocation so the same machine code can be
+    written to an object for a shared library (AOT); the JIT does not mind PIC.
+
+    Never hand this one to an execution engine: MCJIT takes ownership of its
+    TargetMachine and frees it with the engine (JitModule makes a fresh one each time)."""
+    return _new_target_machine(cpu, features, opt)
+
+
+def host_target_machine() -> llvm.TargetMachine:
+    return target_machine()
+
+
+@lru_cache(maxsize=None)
+def host_features() -> frozenset[str]:
+    """The CPU features the host has (names as LLVM spells them: 'avx2', 'avx512f', ...)."""
+    initialize()
+    return frozenset(k for k, v in llvm.get_host_cpu_features().items() if v)
+
+
+def vector_width(features: frozenset[str] | None = None) -> int:
+    """float32 lanes of the widest vector unit worth using: 16 with AVX-512F, else 8."""
+    feats = host_features() if features is None else features
+    return 16 if "avx512f" in feats else 8
+
+
+def _as_ir_text(module) -> str:
+    return module if isinstance(module, str) else str(module)
+
+
+def parse(module, *, verify: bool = True) -> llvm.ModuleRef:
+    """``llvmlite.ir.Module`` or IR text → a verified ``ModuleRef`` (a fresh one each call)."""
+    initialize()
+    if isinstance(module, llvm.ModuleRef):
+        return module
+    with _LOCK:
+        mod = llvm.parse_assembly(_as_ir_text(module))
+        if verify:
+            mod.verify()
+    return mod
+
+
+def optimize(module: llvm.ModuleRef, tm: llvm.TargetMachine | None = None,
+             level: int = 3) -> llvm.ModuleRef:
+    """Run the new-pass-manager pipeline at ``level`` on ``module`` in place, with loop AND
+    SLP vectorization (SLP defaults to off in llvmlite 0.50). Returns ``module``."""
+    tm = tm or host_target_machine()
+    with _LOCK:
+        # The module must carry the target's triple and data layout, or the vectorizers'
+        # cost model sees a generic target and keeps 128-bit vectors.
+        module.triple = tm.triple
+        module.data_layout = str(tm.target_data)
+        pto = llvm.create_pipeline_tuning_options(speed_level=level)
+        pto.loop_vectorization = level >= 2
+        pto.slp_vectorization = level >= 2
+        pb = llvm.create_pass_builder(tm, pto)
+        pb.getModulePassManager().run(module, pb)
+    return module
+
+
+def optimized_ir(module, tm: llvm.TargetMachine | None = None) -> str:
+    """The LLVM IR text of ``module`` after the O3 pipeline (for ``dump-ir --stage llvm``)."""
+    return str(optimize(parse(module), tm))
+
+
+def emit_object(module, tm: llvm.TargetMachine | None = None, *,
+                already_optimized: bool = False) -> bytes:
+    """ELF object bytes (PIC) of ``module`` for AOT: ``cc -shared -o lib.so obj.o``."""
+    tm = tm or host_target_machine()
+    mod = parse(module)
+    if not already_optimized:
+        optimize(mod, tm)
+    with _LOCK:
+        return tm.emit_object(mod)
+
+
+def emit_assembly(module, tm: llvm.TargetMachine | None = None) -> str:
+    """Assembly text after O3 (for inspecting the micro-kernel's inner loop)."""
+    tm = tm or host_target_machine()
+    mod = optimize(parse(module), tm)
+    with _LOCK:
+        return tm.emit_assembly(mod)
+
+
+class JitModule:
+    """Verifies, optimizes (O3, loop+SLP vectorization) and JIT-compiles one module, and
+    keeps the engine alive as long as this object lives: addresses and ctypes wrappers
+    returned by it are only valid while it is referenced.
+
+    ``cfunc`` returns ``ctypes.CFUNCTYPE`` wrappers, whose calls release the GIL (so two
+    Python threads can run native kernels at once; ``PYFUNCTYPE`` would hold it).
+    """
+
+    def __init__(self, module, *, cpu: str | None = None, features: str | None = None,
+                 opt_level: int = 3, engine: str = "mcjit",
+                 exports: Sequence[str] | None = None):
+        t0 = time.perf_counter()
+        self.tm = target_machine(cpu, features)
+        # The engine owns (and frees) its TargetMachine: give it a private one.
+        engine_tm = _new_target_machine(cpu, features, 3)
+        self.engine_kind = engine
+        mod = parse(module)
+        t1 = time.perf_counter()
+        if opt_level:
+            optimize(mod, self.tm, opt_level)
+        t2 = time.perf_counter()
+        self._module = mod
+        self._cfuncs: dict = {}
+        with _LOCK:
+            if engine == "mcjit":
+                self._engine = llvm.create_mcjit_compiler(mod, engine_tm)
+                self._engine.finalize_object()
+                self._addresses: dict[str, int] = {}
+            elif engine == "lljit":
+                names = list(exports) if exports is not None else [
+                    f.name for f in mod.functions if not f.is_declaration
+                    and f.linkage == llvm.Linkage.external]
+                self._engine = llvm.create_lljit_compiler(engine_tm)
+                self._tracker = self._lljit_builder(mod, names).link(
+                    self._engine, f"graphc_{id(self)}")
+                self._engine_tm = engine_tm
+                self._addresses = {n: self._tracker[n] for n in names}
+            else:
+                raise ValueError(f"unknown JIT engine {engine!r}; use 'mcjit' or 'lljit'")
+        t3 = time.perf_counter()
+        # Wall-clock seconds of each phase, for reporting compile cost.
+        self.timings = {"parse_verify": t1 - t0, "optimize": t2 - t1, "codegen": t3 - t2,
+                        "total": t3 - t0}
+
+    @staticmethod
+    def _lljit_builder(mod, names):
+        b = llvm.JITLibraryBuilder().add_ir(str(mod)).add_current_process()
+        for sym, addr in _SYMBOLS.items():
+            b = b.import_symbol(sym, addr)
+        for n in names:
+            b = b.export_symbol(n)
+        return b
+
+    @property
+    def llvm_ir(self) -> str:
+        """The optimized IR that was compiled."""
+        return str(self._module)
+
+    def address(self, name: str) -> int:
+        if name not in self._addresses:
+            if self.engine_kind != "mcjit":
+                raise KeyError(name)
+            addr = self._engine.get_function_address(name)
+            if not addr:
+                raise KeyError(f"no function {name!r} in the JIT module")
+            self._addresses[name] = addr
+        return self._addresses[name]
+
+    def cfunc(self, name: str, restype, *argtypes):
+        """A ``ctypes.CFUNCTYPE(restype, *argtypes)`` wrapper of function ``name`` (GIL
+        released during the call). The wrapper keeps this module alive."""
+        key = (name, restype, argtypes)
+        fn = self._cfuncs.get(key)
+        if fn is None:
+            fn = ctypes.CFUNCTYPE(restype, *argtypes)(self.address(name))
+            fn._graphc_owner = self  # the machine code lives as long as the wrapper
+            self._cfuncs[key] = fn
+        return fn
+
+
+def ir_module(name: str = "graphc", tm: llvm.TargetMachine | None = None) -> ir.Module:
+    """A fresh ``llvmlite.ir.Module`` carrying the target's triple and data layout."""
+    tm = tm or host_target_machine()
+    m = ir.Module(name=name)
+    m.triple = tm.triple
+    m.data_layout = str(tm.target_data)
+    return m

@@ -1,0 +1,138 @@
+"""``Executable``: a model compiled for one target. It owns nothing but compiled steps:
+parameters and optimizer state stay in the model's ``Variable`` buffers, read by each step
+and updated in place, so ``model.get_weights()`` is always current.
+
+Steps are compiled lazily per (kind, input shapes and dtypes, trainable set) and cached, so
+the last partial batch of an epoch compiles once and is reused every epoch.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from graphc.errors import DataError
+from graphc.ir.dtypes import DType, TensorType
+from graphc.passes import train_step as ts
+from graphc.runtime import training
+from graphc.runtime.backends import get_backend
+
+
+def _as_model_dtype(a: np.ndarray, dtype: DType) -> np.ndarray:
+    a = np.asarray(a)
+    return a if a.dtype == dtype.np else a.astype(dtype.np)
+
+
+def _as_target(a) -> np.ndarray:
+    """Float labels as f32, integer/bool labels as i32 (losses cast what they need)."""
+    a = np.asarray(a)
+    if a.dtype.kind == "f":
+        return a if a.dtype == np.float32 else a.astype(np.float32)
+    if a.dtype.kind in "iub":
+        return a if a.dtype == np.int32 else a.astype(np.int32)
+    raise DataError(f"targets of dtype {a.dtype} are not supported; use numbers")
+
+
+class Executable:
+    """The compiled form of a model for one target, with the Keras training API."""
+
+    def __init__(self, model, target: str | None = None):
+        from graphc.config import default_target
+        from graphc.frontend.seeding import next_seed
+        self.model = model
+        self.target = target or default_target()
+        self.backend = get_backend(self.target)
+        self.seed = np.array(next_seed() & 0x7FFFFFFF, dtype=np.int64)
+        self._steps: dict = {}
+
+    # -- compiled steps -------------------------------------------------------------
+    def _signature(self):
+        return tuple(id(v) for v in self.model.trainable_weights)
+
+    def _step(self, kind: str, xs, ys=()):
+        key = (kind, tuple((a.shape, a.dtype.str) for a in list(xs) + list(ys)),
+               self._signature())
+        hit = self._steps.get(key)
+        if hit is not None:
+            return hit
+        check = getattr(self.model, "_check_input_arrays", None)
+        if check is not None:
+            check(list(xs))
+        x_types = [TensorType.of(a) for a in xs]
+        y_types = [TensorType.of(a) for a in ys]
+        if kind == "predict":
+            step = ts.build_predict_graph(self.model, x_types)
+        elif kind == "test":
+            step = ts.build_test_graph(self.model, x_types, y_types)
+        else:
+            step = ts.build_train_graph(self.model, x_types, y_types)
+        fn = self.backend.compile(step.graph)
+        self._steps[key] = (step, fn)
+        return step, fn
+
+    def _prepare_x(self, xs):
+        specs = list(self.model.inputs)
+        if len(xs) != len(specs):
+            raise DataError(f"model expects {len(specs)} input array(s) "
+                            f"({', '.join(s.name for s in specs)}), got {len(xs)}")
+        return [_as_model_dtype(a, DType.of(getattr(s, "dtype", "float32") or "float32"))
+                for a, s in zip(xs, specs)]
+
+    def _prepare_xy(self, xs, ys, sws):
+        xs = self._prepare_x(xs)
+        ys = [_as_target(y) for y in ys]
+        n = xs[0].shape[0]
+        sws = [np.ones(n, np.float32) if w is None else np.asarray(w, np.float32).reshape(n)
+               for w in (sws or [None] * len(ys))]
+        return xs, ys, sws
+
+    def train_step(self, xs, ys, sws=None) -> dict[str, float]:
+        xs, ys, sws = self._prepare_xy(xs, ys, sws)
+        step, fn = self._step("train", xs, ys)
+        outs = fn(xs + ys + sws + [self.seed], [v.value for v in step.params])
+        nlog = len(step.log_names)
+        for var, new in zip(step.state_vars, outs[nlog:]):
+            var.value[...] = new
+        return {k: float(v) for k, v in zip(step.log_names, outs[:nlog])}
+
+    def test_step(self, xs, ys, sws=None) -> dict[str, float]:
+        xs, ys, sws = self._prepare_xy(xs, ys, sws)
+        step, fn = self._step("test", xs, ys)
+        outs = fn(xs + ys + sws, [v.value for v in step.params])
+        return {k: float(v) for k, v in zip(step.log_names, outs)}
+
+    def predict_step(self, xs) -> list[np.ndarray]:
+        xs = self._prepare_x(xs)
+        step, fn = self._step("predict", xs)
+        return [np.array(o) for o in fn(xs, [v.value for v in step.params])]
+
+    # -- Keras API --------------------------------------------------------------------
+    def fit(self, *args, **kwargs):
+        return training.fit(self, *args, **kwargs)
+
+    def evaluate(self, *args, **kwargs):
+        return training.evaluate(self, *args, **kwargs)
+
+    def predict(self, *args, **kwargs):
+        return training.predict(self, *args, **kwargs)
+
+    def train_on_batch(self, *args, **kwargs):
+        return training.train_on_batch(self, *args, **kwargs)
+
+    def test_on_batch(self, *args, **kwargs):
+        return training.test_on_batch(self, *args, **kwargs)
+
+    def predict_on_batch(self, *args, **kwargs):
+        return training.predict_on_batch(self, *args, **kwargs)
+
+    def get_weights(self):
+        return self.model.get_weights()
+
+    def set_weights(self, weights):
+        self.model.set_weights(weights)
+
+    def __repr__(self):
+        return f"<graphc.Executable target={self.target} steps={len(self._steps)}>"
+
+
+def compile_model(model, target: str | None = None) -> Executable:
+    """``graphc.compile(model, target=...)``: the model compiled for ``target``."""
+    return Executable(model, target)
