@@ -134,9 +134,15 @@ def log_softmax(x, axis: int = -1):
 
 
 def softplus(x):
-    # log(1 + e^x) = max(x, 0) + log1p(e^-|x|): never exponentiates a positive number.
+    """``log(1 + e^x)`` as ``max(x, 0) + log1p(e^-|x|)``: never exponentiates a positive
+    number. Both pieces select on the same ``x >= 0`` (as TensorFlow's logistic loss does)
+    so the traced gradient is exact at 0 too (``relu``/``abs`` would give 0 there, not 1/2).
+    """
     x = as_tensor(x, True)
-    return ops.add(ops.relu(x), ops.log1p(ops.exp(ops.negative(ops.abs(x)))))
+    pos = ops.greater_equal(x, 0.0)
+    zero = ops.multiply(x, 0.0)
+    return ops.add(ops.where(pos, x, zero),
+                   ops.log1p(ops.exp(ops.where(pos, ops.negative(x), x))))
 
 
 def softsign(x):

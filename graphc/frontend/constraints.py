@@ -95,8 +95,14 @@ ALL_CONSTRAINTS = {"max_norm": MaxNorm, "MaxNorm": MaxNorm, "non_neg": NonNeg,
                    "min_max_norm": MinMaxNorm, "MinMaxNorm": MinMaxNorm}
 
 
-def serialize(constraint) -> dict:
+def serialize(constraint) -> dict | None:
     constraint = get(constraint)
+    if constraint is None:
+        return None
+    if not hasattr(constraint, "get_config"):  # a plain function: Keras writes its name
+        return {"module": None, "class_name": "function",
+                "config": getattr(constraint, "__name__", repr(constraint)),
+                "registered_name": None}
     return {"module": "keras.constraints", "class_name": type(constraint).__name__,
             "config": constraint.get_config(), "registered_name": None}
 

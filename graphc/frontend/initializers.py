@@ -291,9 +291,15 @@ he_normal, he_uniform, lecun_normal, lecun_uniform = HeNormal, HeUniform, LecunN
 orthogonal, identity = Orthogonal, Identity
 
 
-def serialize(initializer) -> dict:
+def serialize(initializer) -> dict | None:
     """Keras 3 form: ``{"module", "class_name", "config", "registered_name"}``."""
     initializer = get(initializer)
+    if initializer is None:
+        return None
+    if not hasattr(initializer, "get_config"):  # a plain function: Keras writes its name
+        return {"module": None, "class_name": "function",
+                "config": getattr(initializer, "__name__", repr(initializer)),
+                "registered_name": None}
     return {"module": "keras.initializers", "class_name": type(initializer).__name__,
             "config": initializer.get_config(), "registered_name": None}
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from graphc import errors
 from graphc.frontend import ops
-from graphc.frontend.activations import as_tensor, log_softmax, lookup, split_config
+from graphc.frontend.activations import as_tensor, log_softmax, lookup, softplus, split_config
 from graphc.ir.dtypes import DType
 from graphc.ir.graph import Value
 from graphc.ir.registry import has_op
@@ -123,10 +123,9 @@ def _binary_ce_elementwise(y_true, y_pred, from_logits: bool):
         if node is not None:
             y_pred, from_logits = node.inputs[0], True
     if from_logits:
-        x = y_pred
-        # max(x,0) - x z + log1p(exp(-|x|)): exp never sees a positive argument.
-        return ops.add(ops.subtract(ops.relu(x), ops.multiply(x, y_true)),
-                       ops.log1p(ops.exp(ops.negative(ops.abs(x)))))
+        # softplus(x) - x z = max(x,0) - x z + log1p(exp(-|x|)): exp never sees a positive
+        # argument, and the gradient is sigmoid(x) - z everywhere, x = 0 included.
+        return ops.subtract(softplus(y_pred), ops.multiply(y_pred, y_true))
     p = _clip_probs(y_pred)
     return ops.negative(ops.add(ops.multiply(y_true, ops.log(p)),
                                 ops.multiply(ops.subtract(1.0, y_true),
@@ -175,10 +174,10 @@ def _log_probs(y_pred, from_logits: bool, axis: int):
 
 def _one_hot(labels, depth: int, dtype):
     """One-hot rows for integer class ids; the registered ``one_hot`` op when present."""
-    idx = ops.cast(labels, "int64")
+    idx = labels if ops.dtype_of(labels).is_int else ops.cast(labels, "int64")
     if has_op("one_hot"):
         return ops.apply("one_hot", idx, depth=depth, dtype=DType.of(dtype))
-    classes = np.arange(depth, dtype=np.int64)
+    classes = np.arange(depth, dtype=ops.dtype_of(idx).np)
     return ops.cast(ops.equal(ops.expand_dims(idx, -1), classes), dtype)
 
 
@@ -269,8 +268,7 @@ def log_cosh(y_true, y_pred):
     y_true, y_pred = _prepare(y_true, y_pred)
     x = ops.subtract(y_pred, y_true)
     # log(cosh x) = x + softplus(-2x) - log 2, stable for large |x|.
-    m2x = ops.multiply(x, -2.0)
-    sp = ops.add(ops.relu(m2x), ops.log1p(ops.exp(ops.negative(ops.abs(m2x)))))
+    sp = softplus(ops.multiply(x, -2.0))
     return ops.mean(ops.subtract(ops.add(x, sp), float(np.log(2.0))), axis=-1)
 
 

@@ -94,8 +94,14 @@ def l1_l2(l1=0.01, l2=0.01):  # noqa: F811  (factory defaults 0.01, unlike the c
 ALL_REGULARIZERS = {"l1": L1, "L1": L1, "l2": L2, "L2": L2, "l1_l2": l1_l2, "L1L2": L1L2}
 
 
-def serialize(regularizer) -> dict:
+def serialize(regularizer) -> dict | None:
     regularizer = get(regularizer)
+    if regularizer is None:
+        return None
+    if not hasattr(regularizer, "get_config"):  # a plain function: Keras writes its name
+        return {"module": None, "class_name": "function",
+                "config": getattr(regularizer, "__name__", repr(regularizer)),
+                "registered_name": None}
     return {"module": "keras.regularizers", "class_name": type(regularizer).__name__,
             "config": regularizer.get_config(), "registered_name": None}
 

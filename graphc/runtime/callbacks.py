@@ -402,9 +402,10 @@ class EarlyStopping(Callback):
     def _improves(self, current, reference) -> bool:
         if reference is None:
             return True
+        # An improvement must beat the reference by more than min_delta.
         if self.monitor_op == "min":
-            return current - self.min_delta < reference
-        return current + self.min_delta > reference
+            return current + self.min_delta < reference
+        return current - self.min_delta > reference
 
     def on_train_begin(self, logs=None):
         # Reset everything so one instance can be reused across fit calls.

@@ -95,7 +95,8 @@ def test_relu_options_follow_keras():
     np.testing.assert_allclose(A.relu(x, negative_slope=0.1),
                                np.where(x >= 0, x, 0.1 * x))
     np.testing.assert_allclose(A.relu(x, negative_slope=0.1, threshold=1.0, max_value=5.0),
-                               np.where(x < 1.0, 0.1 * (x - 1.0), np.where(x > 1.0, np.minimum(x, 5), 0)))
+                               np.where(x < 1.0, 0.1 * (x - 1.0),
+                                        np.where(x > 1.0, np.minimum(x, 5), 0)))
 
 
 @pytest.mark.parametrize("name", ["sigmoid", "softplus", "softsign", "tanh", "elu", "selu",

@@ -54,8 +54,8 @@ def np_log_softmax(x):
     return z - np.log(np.exp(z).sum(-1, keepdims=True))
 
 
-def np_hinge_labels(y):
-    return 2 * y - 1 if np.all((y == 0) | (y == 1)) else y
+def np_msle(y, p):
+    return ((np.log(np.maximum(p, EPS) + 1) - np.log(np.maximum(y, EPS) + 1)) ** 2).mean(-1)
 
 
 rng = np.random.default_rng(1)
@@ -79,13 +79,14 @@ f64 = lambda a: np.asarray(a, np.float64)  # noqa: E731
     ("mean_absolute_error", Y_REG, P_REG, lambda y, p: np.abs(y - p).mean(-1)),
     ("mae", Y_REG, P_REG, lambda y, p: np.abs(y - p).mean(-1)),
     ("mean_squared_logarithmic_error", Y_POS, P_POS,
-     lambda y, p: ((np.log(np.maximum(p, EPS) + 1) - np.log(np.maximum(y, EPS) + 1)) ** 2).mean(-1)),
+     np_msle),
     ("msle", Y_REG, P_REG,  # negatives are floored at epsilon, as Keras
-     lambda y, p: ((np.log(np.maximum(p, EPS) + 1) - np.log(np.maximum(y, EPS) + 1)) ** 2).mean(-1)),
+     np_msle),
     ("binary_crossentropy", Y_BIN, P_PROB, np_bce),
     ("categorical_crossentropy", ONEHOT, PROBS, np_cce),
     ("hinge", Y_BIN, P_REG, lambda y, p: np.maximum(1 - (2 * y - 1) * p, 0).mean(-1)),
-    ("squared_hinge", Y_BIN, P_REG, lambda y, p: (np.maximum(1 - (2 * y - 1) * p, 0) ** 2).mean(-1)),
+    ("squared_hinge", Y_BIN, P_REG,
+     lambda y, p: (np.maximum(1 - (2 * y - 1) * p, 0) ** 2).mean(-1)),
     ("hinge", np.where(Y_BIN > 0, 1.0, -1.0).astype(np.float32), P_REG,
      lambda y, p: np.maximum(1 - y * p, 0).mean(-1)),
     ("hinge", Y_REG, P_REG,  # not all 0/1: labels used as given
@@ -263,7 +264,8 @@ def test_get_forms_names_and_unknown():
                                np.abs(f64(Y_REG) - f64(P_REG)).mean(), rtol=1e-6)
     cfg = L.serialize(L.BinaryCrossentropy(from_logits=True, label_smoothing=0.1))
     again = L.get(cfg)
-    assert isinstance(again, L.BinaryCrossentropy) and again.from_logits and again.label_smoothing == 0.1
+    assert isinstance(again, L.BinaryCrossentropy)
+    assert again.from_logits and again.label_smoothing == 0.1
     k2 = {"class_name": "CategoricalCrossentropy",
           "config": {"reduction": "auto", "name": "categorical_crossentropy",
                      "from_logits": False, "label_smoothing": 0}}
@@ -296,3 +298,22 @@ def test_regularizer_unknown_name():
     with pytest.raises(UnknownNameError) as e:
         R.get("l3")
     assert "l1_l2" in str(e.value)
+
+
+def test_without_softmax_and_one_hot_ops(monkeypatch):
+    """The compositions used when the registry lacks softmax/log_softmax/one_hot agree."""
+    import graphc.frontend.activations as fa
+    import graphc.frontend.losses as fl
+    monkeypatch.setattr(fa, "has_op", lambda name: False)
+    monkeypatch.setattr(fl, "has_op", lambda name: False)
+    want = -np_log_softmax(f64(LOGITS))[np.arange(N), IDS]
+    for fn in (lambda y, p: L.sparse_categorical_crossentropy(y, p, from_logits=True),):
+        np.testing.assert_allclose(both(fn, IDS, LOGITS), want, rtol=2e-5)
+    got = both(lambda y, p: L.categorical_crossentropy(y, p, from_logits=True), ONEHOT, LOGITS)
+    np.testing.assert_allclose(got, want, rtol=2e-5)
+    got = both(L.sparse_categorical_crossentropy, IDS.reshape(-1, 1), PROBS)
+    np.testing.assert_allclose(got, -np.log(f64(PROBS)[np.arange(N), IDS]), rtol=2e-5)
+    import graphc.activations as A
+    z = np.array([[1e4, -1e4, 0.0]], np.float32)
+    np.testing.assert_allclose(both(A.softmax, z), [[1, 0, 0]], atol=1e-30)
+    np.testing.assert_allclose(both(A.log_softmax, z), [[0, -2e4, -1e4]], rtol=1e-6)

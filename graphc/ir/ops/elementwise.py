@@ -61,6 +61,8 @@ def_op("constant", arity=0, attrs={"value": REQUIRED}, infer=_const_infer,
 # ----------------------------------------------------------------------------- unary
 
 def _same_type(types, attrs):
+    if types[0].dtype == DType.bool:
+        raise DTypeError(f"arithmetic on a bool tensor {types[0]}; cast it first")
     return types[0]
 
 
@@ -134,15 +136,18 @@ def_op("cast", arity=1, attrs={"dtype": REQUIRED}, infer=_cast_infer,
 
 # ----------------------------------------------------------------------------- binary
 
-def _binary_infer(name):
+def _binary_infer(name, float_only=False):
     def infer(types, attrs):
         dt = same_dtype(name, types)
+        if dt == DType.bool or (float_only and not dt.is_float):
+            raise DTypeError(f"{name}: expected {'float' if float_only else 'numeric'} "
+                             f"inputs, got {', '.join(str(t) for t in types)}")
         return TensorType(broadcast_shapes(name, *(t.shape for t in types)), dt)
     return infer
 
 
-def _binary(name, ref, vjp, sampler=None, doc=""):
-    def_op(name, arity=2, infer=_binary_infer(name), ref=ref, vjp=vjp,
+def _binary(name, ref, vjp, sampler=None, doc="", float_only=False):
+    def_op(name, arity=2, infer=_binary_infer(name, float_only), ref=ref, vjp=vjp,
            sample=sampler or _binary_sampler(), doc=doc)
 
 
@@ -158,7 +163,7 @@ _binary("mul", np.multiply,
 _binary("div", np.divide,
         lambda b, n, g: _ub(b, n, [b.div(g[0], n.inputs[1]),
                                    b.neg(b.div(b.mul(g[0], n.outputs[0]), n.inputs[1]))]),
-        _binary_sampler(-2, 2, 0.5, 2.0))
+        _binary_sampler(-2, 2, 0.5, 2.0), float_only=True)
 
 
 def _pow_vjp(b, n, g):
@@ -169,7 +174,7 @@ def _pow_vjp(b, n, g):
     return _ub(b, n, [gx, gy])
 
 
-_binary("pow", np.power, _pow_vjp, _binary_sampler(0.2, 2.0, -2.0, 2.0))
+_binary("pow", np.power, _pow_vjp, _binary_sampler(0.2, 2.0, -2.0, 2.0), float_only=True)
 
 
 def _minmax_vjp(pick_first):
