@@ -36,9 +36,12 @@ def _one_line(text: str) -> str:
 
 
 def _describe(exc: BaseException, path: str | None = None) -> str:
-    """``file:line: Type: message`` where ``path`` appears in the traceback, else
-    ``Type: message`` — where the user should look, without the traceback."""
-    where = ""
+    """``Type: message`` prefixed by where the user should look: ``path:line: `` (the
+    innermost frame in ``path``) or ``path: ``, when a ``path`` is given."""
+    where = f"{path}: " if path is not None else ""
+    if isinstance(exc, SyntaxError) and path is not None and exc.lineno:
+        # The traceback of a SyntaxError ends before the file; the error knows the line.
+        return f"{path}:{exc.lineno}: {type(exc).__name__}: {_one_line(exc.msg)}"
     if path is not None:
         target = os.path.abspath(path)
         for frame in reversed(traceback.extract_tb(exc.__traceback__)):
@@ -51,14 +54,12 @@ def _describe(exc: BaseException, path: str | None = None) -> str:
 
 def _fresh_session() -> None:
     """Make a dump independent of what ran before in this process (golden tests run many
-    in one pytest process): seed 0 and, where the frontend offers it, reset layer
-    auto-naming (Keras' ``clear_session``) so that names start again at ``dense``."""
+    in one pytest process): seed 0, and layer auto-naming reset (as Keras'
+    ``clear_session``) so that names start again at ``dense``."""
+    from graphc.frontend.layers.base import reset_name_counters
     from graphc.frontend.seeding import set_random_seed
     set_random_seed(0)
-    import graphc.utils
-    clear = getattr(graphc.utils, "clear_session", None)
-    if callable(clear):
-        clear()
+    reset_name_counters()
 
 
 def load_model_file(path: str):
@@ -82,7 +83,7 @@ def load_model_file(path: str):
             try:
                 spec.loader.exec_module(module)
             except (Exception, SystemExit) as exc:
-                raise CLIError(f"loading {_describe(exc, path)}") from exc
+                raise CLIError(_describe(exc, path)) from exc
             model = getattr(module, "model", None)
             if model is None:
                 build = getattr(module, "build_model", None)

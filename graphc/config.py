@@ -7,7 +7,6 @@ the whole rule.
 """
 from __future__ import annotations
 
-import importlib
 import os
 
 from graphc.errors import TargetError
@@ -46,16 +45,15 @@ def default_target() -> str:
 
 
 def _backend_available(name: str) -> bool:
-    # A backend is a module graphc.codegen.<name>; it may export is_available() to say
-    # whether this machine can run it (e.g. a GPU is present). Imported only on demand:
-    # the CUDA backend pulls in numba, which is slow to import.
-    if name == "reference":
-        return True
+    # The runtime's backend registry is the truth about what graphc can run; a backend
+    # object may also say whether this machine can run it (is_available(): e.g. a GPU is
+    # present). Looked up on demand: a backend can be slow to import (numba for cuda).
+    from graphc.runtime.backends import get_backend
     try:
-        mod = importlib.import_module(f"graphc.codegen.{name}")
-    except ImportError:
+        backend = get_backend(name)
+    except Exception:   # not registered, or it cannot start here: either way, unavailable
         return False
-    probe = getattr(mod, "is_available", None)
+    probe = getattr(backend, "is_available", None)
     return bool(probe()) if callable(probe) else True
 
 

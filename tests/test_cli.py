@@ -115,9 +115,9 @@ def test_file_that_raises(capsys, tmp_path):
 
 
 def test_file_with_syntax_error(capsys, tmp_path):
-    path = write(tmp_path, "def broken(:\n")
+    path = write(tmp_path, "x = 1\ndef broken(:\n")
     rc, _, err = run(capsys, "dump-ir", path)
-    assert_one_line_error(rc, err, "SyntaxError")
+    assert_one_line_error(rc, err, f"{path}:2: SyntaxError: ")
 
 
 def test_file_that_exits(capsys, tmp_path):
@@ -250,7 +250,7 @@ def test_real_traced_stage(capsys, tmp_path):
 
 
 def test_real_train_stage(capsys, tmp_path):
-    path = write(tmp_path, MLP + 'model.compile(optimizer="sgd", loss="mse")\n')
+    path = write(tmp_path, textwrap.dedent(MLP) + 'model.compile(optimizer="sgd", loss="mse")\n')
     rc, out, err = run(capsys, "dump-ir", path, "--stage", "train", "--batch-size", "4")
     assert rc == 0, err
     assert out.startswith("graph @")
@@ -292,3 +292,23 @@ def test_ci_runs_the_readme_commands():
     assert f"({README_TEST_COMMAND})" in ci
     assert "pip install . && " + README_MAIN_JOB in readme
     assert f"\n{README_MAIN_JOB}\n" in ci
+
+
+def _readme_block(after: str, lang: str = "") -> str:
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index(f"```{lang}\n", readme.index(after)) + len(lang) + 4
+    return readme[start:readme.index("```", start)]
+
+
+def test_readme_ir_sample_is_current():
+    sample = _readme_block("The first prints the forward graph")
+    golden = (ROOT / "tests" / "golden" / "seed_mlp.traced.ir").read_text()
+    assert sample == golden, "README.md's dump-ir sample differs from the golden file: copy " \
+                             "tests/golden/seed_mlp.traced.ir into it"
+
+
+def test_readme_usage_example_runs(capsys):
+    code = _readme_block("## Usage", "python")
+    namespace = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert namespace["probabilities"].shape == (5, 1)

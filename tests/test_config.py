@@ -68,3 +68,22 @@ def test_resolve_target(monkeypatch):
     monkeypatch.setattr(config, "_backend_available", lambda name: name == "reference")
     with pytest.raises(TargetError, match="not available.*available targets: reference"):
         config.resolve_target("cuda")
+
+
+def test_available_targets_asks_the_backends(monkeypatch):
+    from graphc.runtime import backends
+
+    class Probe:
+        def __init__(self, ok):
+            self.ok = ok
+
+        def is_available(self):
+            return self.ok
+
+    def get_backend(name):
+        if name == "cpu":
+            raise TargetError("not implemented")
+        return Probe(name == "reference")
+
+    monkeypatch.setattr(backends, "get_backend", get_backend)
+    assert config.available_targets() == ("reference",)

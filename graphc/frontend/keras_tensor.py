@@ -10,8 +10,6 @@ from __future__ import annotations
 import itertools
 from typing import NamedTuple
 
-import numpy as np
-
 _name_counter = itertools.count()
 
 
@@ -107,7 +105,3 @@ def reset_names():
 def shape_str(shape) -> str:
     """``(None, 64)`` as Keras prints shapes."""
     return "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
-
-
-def _np(dtype) -> np.dtype:
-    return np.dtype(standardize_dtype(dtype))

@@ -21,6 +21,29 @@ from graphc.frontend.layers.base import Layer, Node
 from graphc.frontend.layers.input_layer import InputLayer
 
 
+def _flat_struct(struct) -> list:
+    """Model input/output structures flattened with dicts in the user's key order (so
+    ``output_names`` follows the dict the user wrote, as the runtime reads it)."""
+    if isinstance(struct, dict):
+        return [x for v in struct.values() for x in _flat_struct(v)]
+    if isinstance(struct, (list, tuple)):
+        return [x for v in struct for x in _flat_struct(v)]
+    return [struct]
+
+
+def _pack_struct(struct, leaves: list):
+    it = iter(leaves)
+
+    def rec(s):
+        if isinstance(s, dict):
+            return {k: rec(v) for k, v in s.items()}
+        if isinstance(s, (list, tuple)):
+            return [rec(v) for v in s]
+        return next(it)
+
+    return rec(struct)
+
+
 def _compatible(expected, actual) -> bool:
     return len(expected) == len(actual) and all(
         e is None or a is None or e == a for e, a in zip(expected, actual))
@@ -207,12 +230,21 @@ class Model(Layer):
             inputs = list(inputs)
         if isinstance(outputs, tuple):
             outputs = list(outputs)
-        for t in flatten(inputs) + flatten(outputs):
+        for t in _flat_struct(inputs) + _flat_struct(outputs):
             if not isinstance(t, KerasTensor):
                 raise TypeError(f"{self._desc}: inputs and outputs must be KerasTensors "
                                 f"(from graphc.Input(...) and layer calls), got "
                                 f"{type(t).__name__}")
-        self._graph = LayerGraph(flatten(inputs), flatten(outputs), self._desc)
+        graph = LayerGraph(_flat_struct(inputs), _flat_struct(outputs), self._desc)
+        seen: dict[str, int] = {}
+        for layer in graph.layers:
+            seen[layer.name] = seen.get(layer.name, 0) + 1
+        dup = sorted(n for n, c in seen.items() if c > 1)
+        if dup:
+            # Names are weight paths in the IR and in saved files: they must not collide.
+            raise ValueError(f"{self._desc}: the name(s) {dup} are used by more than one "
+                             f"layer in the model. All layer names should be unique.")
+        self._graph = graph
         self._inputs_struct = inputs
         self._outputs_struct = outputs
         self.built = True
@@ -250,14 +282,14 @@ class Model(Layer):
     @property
     def input_names(self) -> list[str]:
         if isinstance(self._inputs_struct, dict):
-            return sorted(self._inputs_struct)
+            return list(self._inputs_struct)
         return [t._keras_history.layer.name if t._keras_history else t.name
                 for t in self.inputs]
 
     @property
     def output_names(self) -> list[str]:
         if isinstance(self._outputs_struct, dict):
-            return sorted(self._outputs_struct)
+            return list(self._outputs_struct)
         return [t._keras_history.layer.name for t in self.outputs]
 
     @property
@@ -338,7 +370,7 @@ class Model(Layer):
                                  f"inputs are {names}, got keys {sorted(inputs)}")
             vals = [inputs[n] for n in names]
         elif isinstance(inputs, (list, tuple)):
-            vals = flatten(list(inputs))
+            vals = _flat_struct(list(inputs))
         else:
             vals = [inputs]
         if len(vals) != len(graph.inputs):
@@ -359,7 +391,7 @@ class Model(Layer):
                                       f"call()")
         flat = self._flatten_call_inputs(inputs)
         outs = self._graph.run(flat, training)
-        return pack_as(self._outputs_struct, outs)
+        return _pack_struct(self._outputs_struct, outs)
 
     def _check_input_arrays(self, arrays) -> None:
         """Check numpy inputs before the runtime batches them: count and per-sample shape
@@ -656,14 +688,17 @@ def functional_from_config(cls, config: dict, custom_objects=None):
                          f"are never produced)")
 
     def refs_to_struct(spec):
+        if isinstance(spec, (list, tuple)) and len(spec) == 3 and isinstance(spec[0], str):
+            return get_tensor(*spec)                   # a leaf: [name, node, tensor]
         if isinstance(spec, dict):
-            return {k: get_tensor(*v) for k, v in spec.items()}
-        if spec and not isinstance(spec[0], (list, tuple)):
-            return get_tensor(*spec)                   # a single [name, node, tensor]
-        return [get_tensor(*r) for r in spec]
+            return {k: refs_to_struct(v) for k, v in spec.items()}
+        return [refs_to_struct(v) for v in spec]
 
-    inputs = refs_to_struct(config["input_layers"])
-    outputs = refs_to_struct(config["output_layers"])
+    def unwrap(struct):    # Keras writes a single tensor as a list of one
+        return struct[0] if isinstance(struct, list) and len(struct) == 1 else struct
+
+    inputs = unwrap(refs_to_struct(config["input_layers"]))
+    outputs = unwrap(refs_to_struct(config["output_layers"]))
     model = cls(inputs=inputs, outputs=outputs, name=config.get("name"))
     if config.get("trainable") is False:
         model.trainable = False
@@ -867,7 +902,10 @@ def _rename_config(config, names: set[str]):
         if name not in names:
             return name
         if name not in mapping:
-            mapping[name] = auto_name(to_snake_case(re.sub(r"_\d+$", "", name)))
+            new = auto_name(to_snake_case(re.sub(r"_\d+$", "", name)))
+            while new in names:
+                new = auto_name(to_snake_case(re.sub(r"_\d+$", "", name)))
+            mapping[name] = new
         return mapping[name]
 
     def walk(x, key=None):

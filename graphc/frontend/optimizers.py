@@ -11,9 +11,10 @@ and, inside the train-step trace, emits the update of every trained variable and
   lists iterations, learning_rate, then the slots. Building again with known variables is a
   no-op; new variables (a base unfrozen after a first fit) get slots appended.
 * ``apply_graph(grads_and_vars)`` runs inside an active ``TraceContext``: it clips, decays,
-  computes the Keras 3 update for step ``t = iterations + 1``, applies each variable's
-  ``constraint`` (Keras applies constraints in the optimizer) and records every new value in
-  ``ctx.state_updates`` — trained variables, slots and the iteration counter.
+  computes the Keras 3 update for step ``t = iterations + 1`` and records every new value in
+  ``ctx.state_updates`` — trained variables, slots and the iteration counter. Variable
+  constraints are not applied here: the train-step builder applies ``var.constraint`` to
+  the recorded value afterwards (once — Keras does it right after the update too).
 * ``learning_rate`` is settable between steps: a float is written into the learning-rate
   variable, which the compiled step reads, so callbacks need no recompilation. A schedule is
   evaluated in-graph from the iteration count.
@@ -49,9 +50,6 @@ class _ScalarVariable(Variable):
         return float(self.value)
 
     def __int__(self):
-        return int(self.value)
-
-    def __index__(self):
         return int(self.value)
 
     def __format__(self, spec):
@@ -231,8 +229,6 @@ class Optimizer:
             step = ops.cast(t_next, var.dtype)
             slots = {n: ctx.value_of(s) for n, s in self._slots[var].items()}
             new_value, new_slots = self._update(grad, value, lr, slots, step)
-            if var.constraint is not None:
-                new_value = var.constraint(new_value)
             ctx.state_updates[var] = new_value
             for n, s in self._slots[var].items():
                 if n in new_slots:

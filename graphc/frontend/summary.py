@@ -3,7 +3,6 @@
 with their memory sizes, drawn with the same box characters Keras' rich table uses."""
 from __future__ import annotations
 
-import shutil
 import textwrap
 
 import numpy as np
@@ -125,7 +124,7 @@ def _render_table(headers, rows, widths, aligns) -> list[str]:
 
 def summary_string(model, line_length=None, positions=None, expand_nested=False,
                    show_trainable=False, layer_range=None) -> str:
-    from graphc.frontend.models import Model, Sequential
+    from graphc.frontend.models import Model
     seq_like = _sequential_like(model)
     if seq_like:
         default_len, pos = 88, [0.45, 0.80, 1.0]
@@ -142,7 +141,6 @@ def summary_string(model, line_length=None, positions=None, expand_nested=False,
         pos = [p * 0.9 for p in pos] + [1.0]
         headers.append("Trainable")
         aligns.append("center")
-    default_len = min(default_len, max(shutil.get_terminal_size((120, 24)).columns - 4, 60))
     line_length = line_length or default_len
     if pos and pos[-1] <= 1:
         pos = [int(p * line_length) for p in pos]
@@ -186,7 +184,8 @@ def summary_string(model, line_length=None, positions=None, expand_nested=False,
     t_count, n_count = _count(trainable), _count(non_trainable)
     t_bytes, n_bytes = _bytes(trainable), _bytes(non_trainable)
     opt_count = opt_bytes = 0
-    opt_vars = getattr(getattr(model, "optimizer", None), "variables", None)
+    opt = getattr(model, "optimizer", None)
+    opt_vars = getattr(opt, "variables", None) if getattr(opt, "built", False) else None
     if isinstance(opt_vars, (list, tuple)) and opt_vars:
         opt_count, opt_bytes = _count(opt_vars), _bytes(opt_vars)
 
@@ -199,7 +198,6 @@ def summary_string(model, line_length=None, positions=None, expand_nested=False,
     out.append(f" Non-trainable params: {n_count:,} ({readable_memory_size(n_bytes)})")
     if opt_count:
         out.append(f" Optimizer params: {opt_count:,} ({readable_memory_size(opt_bytes)})")
-    del Sequential
     return "\n".join(out)
 
 

@@ -17,7 +17,7 @@ class Variable:
         arr = np.array(value, dtype=DType.of(dtype).np if dtype is not None else None)
         if dtype is None and arr.dtype == np.float64:
             arr = arr.astype(np.float32)
-        self._value = np.ascontiguousarray(arr)
+        self._value = arr.copy(order="C")  # (ascontiguousarray would make 0-d arrays 1-d)
         self.name = name
         self.path = path or name
         self._trainable = bool(trainable)
@@ -58,6 +58,15 @@ class Variable:
             raise ShapeError(f"Variable {self.path}: expected shape {self.shape}, "
                              f"got {arr.shape}")
         self._value[...] = arr
+
+    def _graph_value(self):
+        """The graph value standing for this variable in the active trace (lets IR
+        operator sugar such as ``x @ self.kernel`` read the weight, not a frozen copy)."""
+        from graphc.frontend.tracing import current_trace
+        ctx = current_trace()
+        if ctx is None:
+            raise RuntimeError(f"Variable {self.path} used in a graph outside of a trace")
+        return ctx.value_of(self)
 
     def __array__(self, dtype=None, copy=None):
         return self._value if dtype is None else self._value.astype(dtype)

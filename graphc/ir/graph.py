@@ -209,6 +209,8 @@ class Builder:
         from graphc.ir.registry import get_op
         opdef = get_op(op)
         inputs = list(inputs)
+        # A frontend Variable stands for its graph value in the active trace.
+        inputs = [x._graph_value() if hasattr(x, "_graph_value") else x for x in inputs]
         like = next((x for x in inputs if isinstance(x, Value)), None)
         vals = [x if isinstance(x, Value) else self.const(x, like.dtype if like else None)
                 for x in inputs]

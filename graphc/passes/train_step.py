@@ -174,9 +174,17 @@ def _losses_and_metrics(model, ys, sws, outs, names):
     return total, per_output, metric_logs
 
 
+def training_weights(model) -> list:
+    """The weights the optimizer updates: those trainable when ``compile()`` ran (Keras
+    semantics, which the frozen-discriminator GAN idiom relies on)."""
+    snap = getattr(model, "_training_weights", None)
+    return _unique(snap() if snap is not None else model.trainable_weights)
+
+
 def _regularization(model, ctx) -> Value | None:
+    # Keras adds weight regularizers of trainable weights only.
     terms = list(ctx.losses)
-    for var in _unique(model.weights):
+    for var in training_weights(model):
         reg = getattr(var, "regularizer", None)
         if reg is not None:
             terms.append(reg(var))
@@ -237,7 +245,7 @@ def build_train_graph(model, x_types, y_types) -> StepGraph:
     ys, sws = _add_targets(g, names, y_types, x_types[0].shape[0])
     seed = g.add_input("seed", TensorType((), DType.i64))
     weights = _unique(model.weights)
-    trainable = _unique(model.trainable_weights)
+    trainable = training_weights(model)
     opt.build(trainable)
     opt_vars = _unique(opt.variables)
     params = weights + [v for v in opt_vars if v not in weights]

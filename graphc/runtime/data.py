@@ -67,13 +67,21 @@ class ModelSpec:
     once per call from the model (missing pieces are None and their checks skipped)."""
 
     def __init__(self, input_names, input_shapes, input_dtypes, output_names, output_dtypes,
-                 model=None):
+                 model=None, output_shapes=None):
         self.input_names = input_names
         self.input_shapes = input_shapes
         self.input_dtypes = input_dtypes
         self.output_names = output_names
         self.output_dtypes = output_dtypes
+        self.output_shapes = output_shapes
         self.model = model
+
+    def refresh(self) -> bool:
+        """Re-read the model (a deferred Sequential gets its inputs when the first
+        arrays are checked); True if its inputs are now known."""
+        fresh = ModelSpec.from_model(self.model)
+        self.__dict__.update(fresh.__dict__)
+        return self.input_names is not None
 
     @classmethod
     def from_model(cls, model) -> "ModelSpec":
@@ -93,10 +101,12 @@ class ModelSpec:
             out_names = [getattr(t, "name", f"output_{i}") for i, t in enumerate(outputs)]
         else:
             out_names = None
-        out_dtypes = ([_np_dtype(getattr(t, "dtype", None)) for t in outputs]
-                      if outputs and out_names and len(outputs) == len(out_names)
+        matched = bool(outputs and out_names and len(outputs) == len(out_names))
+        out_dtypes = ([_np_dtype(getattr(t, "dtype", None)) for t in outputs] if matched
                       else [None] * len(out_names or ()))
-        return cls(in_names, in_shapes, in_dtypes, out_names, out_dtypes, model)
+        out_shapes = ([_shape_of(t) for t in outputs] if matched
+                      else [None] * len(out_names or ()))
+        return cls(in_names, in_shapes, in_dtypes, out_names, out_dtypes, model, out_shapes)
 
     @property
     def n_inputs(self):
@@ -241,7 +251,15 @@ def standardize_y(y, spec: ModelSpec, what="y") -> list:
     for i, v in enumerate(vals):
         label = what if len(vals) == 1 else f"{what} for output {names[i]!r}" if names \
             else f"{what}[{i}]"
-        out.append(_to_array(v, label, _label_target_dtype(spec, i), is_label=True))
+        arr = _to_array(v, label, _label_target_dtype(spec, i), is_label=True)
+        shape = spec.output_shapes[i] if spec.output_shapes and i < len(spec.output_shapes) \
+            else None
+        # Labels (n,) for an output (None, 1) (binary labels, regression targets): Keras'
+        # losses expand them to the prediction's rank; doing it here, once, spares every
+        # loss in the compiled graph from handling two label shapes.
+        if shape is not None and shape[-1:] == (1,) and arr.ndim == len(shape) - 1:
+            arr = arr.reshape(arr.shape + (1,))
+        out.append(arr)
     return out
 
 
@@ -289,6 +307,16 @@ def check_inputs(spec: ModelSpec, xs: list, what="x"):
             raise ShapeError(
                 f"input {spec.input_names[i]!r} expects arrays of shape {exp} (None: any "
                 f"number of samples) but {what} has shape {tuple(arr.shape)}")
+
+
+def check_and_refresh(spec: ModelSpec, xs: list, what="x") -> list:
+    """``check_inputs``, then, if the model only learnt its inputs from that check (a
+    deferred Sequential builds on its first data), re-read the spec and redo the input
+    conversion with the now-known dtypes and shapes."""
+    check_inputs(spec, xs, what=what)
+    if spec.input_names is None and spec.model is not None and spec.refresh():
+        xs = standardize_x(xs[0] if len(xs) == 1 else xs, spec, what=what)
+    return xs
 
 
 def check_counts(xs, ys, sws, spec: ModelSpec, prefix="", where=""):
@@ -448,6 +476,9 @@ class _BatchStandardizer:
         if x is None:
             raise DataError(f"batch {index} of {self.source_name} has no inputs (x is None)")
         xs = standardize_x(x, self.spec, what=f"x{where}")
+        if not self.checked:
+            xs = check_and_refresh(self.spec, xs, what=f"x{where}")
+            self.checked = True
         if self.mode == "predict":
             ys, sws = [], []
         elif y is None:
@@ -461,9 +492,6 @@ class _BatchStandardizer:
                                             what=f"sample_weight{where}")
             if self.class_weight and self.mode == "fit":
                 sws = apply_class_weight(ys, sws, self.class_weight, self.spec)
-        if not self.checked:
-            check_inputs(self.spec, xs, what=f"x{where}")
-            self.checked = True
         n = check_counts(xs, ys, sws, self.spec, where=where)
         return Batch(xs, ys, sws, n)
 
@@ -577,6 +605,7 @@ def make_adapter(x, y=None, sample_weight=None, *, spec: ModelSpec, mode="fit",
     if x is None:
         raise DataError(f"no input data: {prefix}x is None")
     xs = standardize_x(x, spec, what=f"{prefix}x")
+    xs = check_and_refresh(spec, xs, what=f"{prefix}x")
     if mode == "predict":
         ys, sws = [], []
     elif y is None:
@@ -589,7 +618,6 @@ def make_adapter(x, y=None, sample_weight=None, *, spec: ModelSpec, mode="fit",
         ys = standardize_y(y, spec, what=f"{prefix}y")
         sws = standardize_sample_weight(sample_weight, spec, len(ys),
                                         what=f"{prefix}sample_weight")
-    check_inputs(spec, xs, what=f"{prefix}x")
     n = check_counts(xs, ys, sws, spec, prefix=prefix)
     if n == 0:
         raise DataError(f"{prefix}x is empty (0 samples): nothing to "
@@ -666,10 +694,16 @@ class EpochIterator:
         self.exhausted = True
         if not self._warned:
             self._warned = True
-            warnings.warn(
-                f"Your input ({self.what}) ran out of data; interrupting. Make sure it can "
-                "produce at least `steps_per_epoch * epochs` batches (a generator should "
-                "loop forever, e.g. `while True: ... yield x, y`).", stacklevel=4)
+            if self.steps_arg is None:
+                hint = ("a one-shot generator is used up by one epoch: make it loop forever "
+                        "(`while True: ... yield x, y`) and pass steps_per_epoch (or "
+                        "validation_steps / steps)")
+            else:
+                hint = ("make sure it can produce at least `steps_per_epoch * epochs` "
+                        "batches (a generator should loop forever: `while True: ... "
+                        "yield x, y`)")
+            warnings.warn(f"Your input ({self.what}) ran out of data; interrupting: {hint}.",
+                          stacklevel=4)
 
     def has_more(self) -> bool:
         """Whether another epoch would get at least one batch (peeks a one-shot source)."""

@@ -45,7 +45,9 @@ class Executable:
 
     # -- compiled steps -------------------------------------------------------------
     def _signature(self):
-        return tuple(id(v) for v in self.model.trainable_weights)
+        snap = getattr(self.model, "_training_weights", None)
+        weights = snap() if snap is not None else self.model.trainable_weights
+        return tuple(id(v) for v in weights)
 
     def _step(self, kind: str, xs, ys=()):
         key = (kind, tuple((a.shape, a.dtype.str) for a in list(xs) + list(ys)),

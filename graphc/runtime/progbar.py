@@ -191,8 +191,9 @@ class Progbar:
             count = f"%{digits}d/%d" % (current, self.target)
             done = min(int(self.width * current / self.target), self.width)
             if color:
-                bar = (bold(count) + " " + (f"\x1b[32m{self._bar_char * done}\x1b[0m" if done else "")
-                       + f"\x1b[37m{self._bar_char * (self.width - done)}\x1b[0m")
+                green = f"\x1b[32m{self._bar_char * done}\x1b[0m" if done else ""
+                grey = f"\x1b[37m{self._bar_char * (self.width - done)}\x1b[0m"
+                bar = bold(count) + " " + green + grey
             else:
                 bar = count + " " + self._bar_char * done + " " * (self.width - done)
             if not finalize:

@@ -72,6 +72,13 @@ class _Means:
         return {k: self.sums[k] / self.count for k in self.keys}
 
 
+def _require_compiled(model, fn):
+    # Only models that say they are not compiled (graphc/Keras models have `compiled`).
+    if getattr(model, "compiled", True) is False:
+        raise ValueError(f"You must call compile() before using the model in {fn}() "
+                         f"(model.compile(optimizer=..., loss=...))")
+
+
 def _should_eval(epoch, validation_freq) -> bool:
     e = epoch + 1                      # validation_freq counts epochs from 1
     if isinstance(validation_freq, (int, np.integer)) and not isinstance(validation_freq, bool):
@@ -147,6 +154,7 @@ def fit(exe, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callback
     """Train for ``epochs`` epochs (Keras ``Model.fit``); returns the ``History``."""
     _legacy(kwargs, "fit")
     model = exe.model
+    _require_compiled(model, "fit")
     verbose = _verbose(verbose)
     validation_freq = _check_validation_freq(validation_freq)
     if not isinstance(epochs, (int, np.integer)) or isinstance(epochs, bool):
@@ -219,6 +227,7 @@ def evaluate(exe, x=None, y=None, batch_size=None, verbose="auto", sample_weight
     that is all, else ``[loss, metric, ...]``, or a dict with ``return_dict``."""
     _legacy(kwargs, "evaluate")
     model = exe.model
+    _require_compiled(model, "evaluate")
     verbose = _verbose(verbose)
     spec = data_mod.ModelSpec.from_model(model)
     adapter = data_mod.make_adapter(x, y, sample_weight, spec=spec, mode="evaluate",
@@ -272,7 +281,7 @@ def predict(exe, x, batch_size=None, verbose="auto", steps=None, callbacks=None,
             for c, o in zip(chunks, outs):
                 c.append(np.array(o, copy=True))
         filled += b.size
-        cbs.on_predict_batch_end(step, {"outputs": outs})
+        cbs.on_predict_batch_end(step, {"outputs": outs[0] if len(outs) == 1 else outs})
         if model.stop_predicting:
             break
     cbs.on_predict_end(None)
@@ -284,6 +293,8 @@ def predict(exe, x, batch_size=None, verbose="auto", steps=None, callbacks=None,
 
 
 def _one_batch(exe, x, y, sample_weight, class_weight, mode):
+    if mode != "predict":
+        _require_compiled(exe.model, "train_on_batch" if mode == "fit" else "test_on_batch")
     spec = data_mod.ModelSpec.from_model(exe.model)
     adapter = data_mod.make_adapter(x, y, sample_weight, spec=spec, mode=mode,
                                     class_weight=class_weight, batch_size=1)

@@ -4,9 +4,6 @@ diff; when it is intended, ``python -m pytest tests/golden --update-golden`` rew
 and the reviewer reads the change in ``git diff tests/golden``.
 """
 import difflib
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,27 +13,17 @@ from graphc import cli
 GOLDEN = Path(__file__).resolve().parent
 ROOT = GOLDEN.parent.parent
 EXAMPLES = sorted(p.stem for p in (ROOT / "examples").glob("*.py"))
-# TODO(lead): add "optimized" once build_stage's optimized stage is stable, then run
-# `python -m pytest tests/golden --update-golden` and commit the new files.
-STAGES = ("traced", "train")
+STAGES = cli.STAGES          # every stage dump-ir offers
 BATCH_SIZE = "4"     # small and fixed: shapes in the files stay short and stable
 
 
 def _dump(example: str, stage: str, capsys) -> str:
-    argv = ["dump-ir", str(ROOT / "examples" / f"{example}.py"), "--stage", stage,
-            "--batch-size", BATCH_SIZE]
-    import graphc.utils
-    if hasattr(graphc.utils, "clear_session"):
-        # dump-ir resets layer auto-naming, so names do not depend on earlier tests.
-        capsys.readouterr()
-        rc = cli.main(argv)
-        out, err = capsys.readouterr()
-    else:
-        # No way to reset auto-naming in this process: a fresh one per dump instead.
-        proc = subprocess.run([sys.executable, "-m", "graphc", *argv], cwd=ROOT,
-                              capture_output=True, text=True,
-                              env={**os.environ, "PYTHONPATH": str(ROOT)})
-        rc, out, err = proc.returncode, proc.stdout, proc.stderr
+    # In-process (fast): dump-ir seeds and resets layer auto-naming itself, so the names
+    # in the IR do not depend on which tests ran before.
+    capsys.readouterr()
+    rc = cli.main(["dump-ir", str(ROOT / "examples" / f"{example}.py"), "--stage", stage,
+                   "--batch-size", BATCH_SIZE])
+    out, err = capsys.readouterr()
     assert rc == 0, f"dump-ir {example} --stage {stage} failed: {err.strip()}"
     return out
 

@@ -169,7 +169,7 @@ def test_logs_passed_to_hooks():
                              "val_loss": 0.75}
     assert seen["test"] == {"accuracy": 0.25, "loss": 0.75}
     exe.predict(X, verbose=0, callbacks=[Rec()])
-    assert seen["pred"]["outputs"][0].shape == (8, 1)
+    assert seen["pred"]["outputs"].shape == (8, 1)
 
 
 def test_legacy_on_batch_hooks_and_lambda():
@@ -351,6 +351,20 @@ def test_reduce_lr_on_plateau():
     assert exe.model.optimizer.learning_rate == pytest.approx(0.025)
     with pytest.raises(ValueError, match="factor"):
         ReduceLROnPlateau(factor=1.5)
+
+
+def test_reduce_lr_on_plateau_min_lr_and_cooldown():
+    exe = ScriptedExe(losses=[1.0] * 8)
+    fit(exe, 8, [ReduceLROnPlateau(monitor="loss", patience=1, factor=0.1, min_lr=0.005,
+                                   cooldown=2)])
+    # 0.1 → 0.01 → floored at min_lr
+    assert exe.model.optimizer.learning_rate == pytest.approx(0.005)
+    exe = ScriptedExe(losses=[1.0] * 5)
+    hist = fit(exe, 5, [ReduceLROnPlateau(monitor="loss", patience=1, factor=0.5,
+                                          cooldown=2)])
+    # Keras: the cooldown counter is decremented before the check, so with cooldown=2 the
+    # second reduction comes two epochs after the first
+    assert hist.history["learning_rate"] == pytest.approx([0.1, 0.1, 0.05, 0.05, 0.025])
 
 
 def test_learning_rate_scheduler_both_forms():

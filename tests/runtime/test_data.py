@@ -71,6 +71,16 @@ def test_column_input_from_1d():
     assert data.standardize_x([1, 2, 3], s)[0].shape == (3, 1)
 
 
+def test_labels_expanded_for_single_unit_output():
+    s = spec()                                     # output shape (None, 1)
+    assert data.standardize_y(np.array([0, 1, 1]), s)[0].shape == (3, 1)
+    assert data.standardize_y(np.zeros((3, 1)), s)[0].shape == (3, 1)
+    m = Model()
+    m.outputs[0].shape = (None, 10)                # sparse labels for a softmax: kept
+    s10 = data.ModelSpec.from_model(m)
+    assert data.standardize_y(np.array([0, 9, 3]), s10)[0].shape == (3,)
+
+
 def test_dtypes():
     s = spec()
     x = data.standardize_x(np.zeros((2, 3), np.float64), s)[0]
@@ -174,9 +184,9 @@ def test_batch_size_from_steps():
 
 def test_shuffle_uses_global_seed():
     set_random_seed(5)
-    a = [int(b.ys[0][0]) for b in arr_adapter(shuffle=True).iterate()]
+    a = [int(b.ys[0].flat[0]) for b in arr_adapter(shuffle=True).iterate()]
     set_random_seed(5)
-    b = [int(b.ys[0][0]) for b in arr_adapter(shuffle=True).iterate()]
+    b = [int(b.ys[0].flat[0]) for b in arr_adapter(shuffle=True).iterate()]
     assert a == b
 
 
@@ -230,7 +240,7 @@ def test_reiterable_iterable_gets_fresh_passes():
     it = data.EpochIterator(ad)
     assert [b.size for _, b in it.epoch()] == [2, 3]
     assert [b.size for _, b in it.epoch()] == [2, 3]
-    assert batches_iterable.iters == 2
+    assert batches_iterable.iters == 3         # one probe (is it re-iterable?) + 2 passes
 
 
 class _Reiterable:
@@ -307,6 +317,42 @@ def test_model_without_loss_trains_on_x_alone():
     m.loss = None                        # add_loss-only model (a VAE)
     ad = data.make_adapter(np.zeros((4, 3)), spec=data.ModelSpec.from_model(m))
     assert ad.ys == [] and ad.sws == []
+
+
+class Deferred:
+    """Like a Sequential without input shape: no inputs until it sees data."""
+
+    def __init__(self):
+        self.loss = "mse"
+        self._built = None
+
+    @property
+    def inputs(self):
+        if self._built is None:
+            raise AttributeError("not built")
+        return [Sym("x", self._built, "float32")]
+
+    @property
+    def outputs(self):
+        if self._built is None:
+            raise AttributeError("not built")
+        return [Sym("y", (None, 1))]
+
+    @property
+    def output_names(self):
+        return [t.name for t in self.outputs]
+
+    def _check_input_arrays(self, arrays):
+        self._built = (None,) + arrays[0].shape[1:]
+
+
+def test_deferred_model_spec_is_refreshed_after_build():
+    m = Deferred()
+    s = data.ModelSpec.from_model(m)
+    assert s.input_names is None
+    ad = data.make_adapter(np.zeros((4, 3), np.float64), np.zeros(4), spec=s)
+    assert s.input_names == ["x"] and s.output_names == ["y"]
+    assert ad.xs[0].dtype == np.float32 and ad.ys[0].shape == (4, 1)
 
 
 def test_unpack():

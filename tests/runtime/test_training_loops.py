@@ -172,7 +172,7 @@ def test_exact_sgd_replay():
     e.fit(x, y, batch_size=8, epochs=3, verbose=0)
     w, b = np.zeros((3, 1)), np.zeros(1)
     for xs, ys, _ in e.train_batches:
-        xb, yb = xs[0].astype(np.float64), ys[0].astype(np.float64)[:, None]
+        xb, yb = xs[0].astype(np.float64), ys[0].astype(np.float64).reshape(-1, 1)
         err = xb @ w + b - yb
         w -= 0.001 * 2 * xb.T @ err / len(xb)
         b -= 0.001 * 2 * err.sum(0) / len(xb)
@@ -182,7 +182,7 @@ def test_exact_sgd_replay():
     for xs, ys, _ in e.train_batches:
         i = xs[0][:, 0].astype(int)
         np.testing.assert_array_equal(xs[0], x[i].astype(np.float32))
-        np.testing.assert_array_equal(ys[0], y[i].astype(np.float32))
+        np.testing.assert_array_equal(ys[0][:, 0], y[i].astype(np.float32))
 
 
 # --- logs ----------------------------------------------------------------------------------
@@ -487,7 +487,6 @@ def test_sequence_input(exe):
     x, y = make_data(50)
     seq = Seq(x, y, 16)
     hist = exe.fit(seq, epochs=2, verbose=0)
-    assert [len(b[0][0]) for b in exe.train_batches][:4] != []
     for e in range(2):
         ep = sum((ids(b) for b in exe.train_batches[e * 4:(e + 1) * 4]), [])
         assert sorted(ep) == list(range(50))
@@ -600,6 +599,15 @@ def test_empty_data(exe):
         exe.fit(iter([]), verbose=0)
     with pytest.raises(DataError, match="no data"):
         exe.predict(Seq(np.zeros((0, 3)), np.zeros(0), 4), verbose=0)
+
+
+def test_uncompiled_model(exe):
+    exe.model.compiled = False
+    with pytest.raises(ValueError, match="compile"):
+        exe.fit(*make_data(4), verbose=0)
+    with pytest.raises(ValueError, match="compile"):
+        exe.evaluate(*make_data(4), verbose=0)
+    assert exe.predict(make_data(4)[0], verbose=0).shape == (4, 1)   # predict needs none
 
 
 def test_missing_y(exe):

@@ -29,7 +29,7 @@ from graphc.codegen.cpu import jit
 __all__ = [
     "GemmConfig", "default_config", "Epilogue", "EpilogueContext", "bias_epilogue",
     "relu_epilogue", "bias_relu_epilogue", "GemmSpec", "build_gemm", "scratch_floats",
-    "Gemm", "matmul",
+    "Gemm", "matmul", "narrow_config", "select_config",
 ]
 
 F32 = ir.FloatType()
@@ -218,6 +218,11 @@ def _gep(b, ptr, idx):
     return b.gep(ptr, [idx], inbounds=True, source_etype=F32)
 
 
+def _memset0(b, module, ptr, nfloats):
+    fn = _intrinsic(module, "llvm.memset.p0.i64", VOID, [PTR, ir.IntType(8), I64, I1])
+    b.call(fn, [ptr, ir.IntType(8)(0), b.mul(nfloats, I64(4)), I1(0)])
+
+
 def _min(b, x, y):
     return b.select(b.icmp_signed("<", x, y), x, y)
 
@@ -243,12 +248,6 @@ def _for_range(b: ir.IRBuilder, start, stop, step=1, name="i"):
     i.add_incoming(nxt, b.block)
     b.branch(header)
     b.position_at_end(after)
-
-
-@contextmanager
-def _if(b, cond, name="if"):
-    with b.if_then(cond):
-        yield
 
 
 def _transpose_swap(b, rows, row_bit, lane_bit, w):
@@ -338,17 +337,14 @@ class _Gen:
                 with then:
                     self._pack_a_full(b, A, lda, b.add(i0, p), k0, kc, pdst)
                 with other:
-                    # Partial panel (once per M edge): scalar copy, zeros past the edge.
-                    with _for_range(b, 0, kc, 1, "k") as k:
-                        for r in range(mr):
-                            d = _gep(b, pdst, b.add(b.mul(k, I64(mr)), I64(r)))
-                            valid = b.icmp_signed("<", I64(r), rows)
-                            with b.if_else(valid) as (t2, o2):
-                                with t2:
-                                    b.store(self._a_elem(b, A, lda, b.add(b.add(i0, p), I64(r)),
-                                                         b.add(k0, k)), d)
-                                with o2:
-                                    b.store(F32(0.0), d)
+                    # Partial panel (once per M edge, cold): zero it, then copy the valid
+                    # rows with scalar loops (loops, not unrolled code: compile time).
+                    _memset0(b, self.m, pdst, b.mul(kc, I64(mr)))
+                    with _for_range(b, 0, rows, 1, "r") as r:
+                        with _for_range(b, 0, kc, 1, "k") as k:
+                            d = _gep(b, pdst, b.add(b.mul(k, I64(mr)), r))
+                            b.store(self._a_elem(b, A, lda, b.add(b.add(i0, p), r),
+                                                 b.add(k0, k)), d)
         b.ret_void()
         return fn
 
@@ -464,21 +460,18 @@ class _Gen:
                                     d = _gep(b, qdst, b.add(b.mul(b.add(kb, I64(kk)), I64(nr)),
                                                             I64(v * w)))
                                     b.store(ts[kk], d, align=self.valign)
-                        with _for_range(b, kmain, kc, 1, "kr") as k:
-                            for c in range(nr):
-                                x = b.load(_gep(b, rowp[c], k), typ=F32)
-                                b.store(x, _gep(b, qdst, b.add(b.mul(k, I64(nr)), I64(c))))
+                        with _for_range(b, 0, I64(nr), 1, "c") as c:
+                            rp = _gep(b, B, b.add(b.mul(b.add(j, c), ldb), k0))
+                            with _for_range(b, kmain, kc, 1, "kr") as k:
+                                x = b.load(_gep(b, rp, k), typ=F32)
+                                b.store(x, _gep(b, qdst, b.add(b.mul(k, I64(nr)), c)))
                     with other:
-                        with _for_range(b, 0, kc, 1, "k") as k:
-                            for c in range(nr):
-                                d = _gep(b, qdst, b.add(b.mul(k, I64(nr)), I64(c)))
-                                valid = b.icmp_signed("<", I64(c), cols)
-                                with b.if_else(valid) as (t2, o2):
-                                    with t2:
-                                        idx = b.add(b.mul(b.add(j, I64(c)), ldb), b.add(k0, k))
-                                        b.store(b.load(_gep(b, B, idx), typ=F32), d)
-                                    with o2:
-                                        b.store(F32(0.0), d)
+                        _memset0(b, self.m, qdst, b.mul(kc, I64(nr)))
+                        with _for_range(b, 0, cols, 1, "c") as c:
+                            rp = _gep(b, B, b.add(b.mul(b.add(j, c), ldb), k0))
+                            with _for_range(b, 0, kc, 1, "k") as k:
+                                x = b.load(_gep(b, rp, k), typ=F32)
+                                b.store(x, _gep(b, qdst, b.add(b.mul(k, I64(nr)), c)))
         b.ret_void()
         return fn
 
@@ -696,41 +689,86 @@ def build_gemm(module: ir.Module, name: str, spec: GemmSpec) -> ir.Function:
 # Python-facing wrapper
 # --------------------------------------------------------------------------------------
 
+def narrow_config(cfg: GemmConfig) -> GemmConfig:
+    """The tile for skinny outputs (N <= one vector): one accumulator column of 2*mr rows.
+    An 8 x 32 tile would compute 32 columns to keep 10 (a classifier layer); 16 x 16 wastes
+    less and still holds 16 accumulators."""
+    mr = min(2 * cfg.mr, cfg.vw)
+    return replace(cfg, mr=mr, nv=1, mc=max(cfg.mc // mr, 1) * mr)
+
+
+def select_config(M: int, N: int, K: int, cfg: GemmConfig | None = None) -> GemmConfig:
+    """The blocking to use for a static shape: the narrow tile when N fits one vector."""
+    cfg = cfg or default_config()
+    if cfg.nv > 1 and N <= cfg.vw:
+        return narrow_config(cfg)
+    return cfg
+
+
 class Gemm:
     """A compiled GEMM callable on numpy float32 arrays (for tests, benchmarks and the
-    runtime's glue). ``threads``: None = all cores for big problems (see parallel.py).
+    runtime's glue). ``threads``: the most threads a call may use (None = the cores of
+    this process; small problems use fewer, see parallel.py).
 
-    ``g(a, b, c=None, *extra)``: a is op(A) as stored (M x K, or K x M with trans_a), b
-    likewise; returns c. Arrays may be row-major views with a leading dimension (sliced
-    rows), but their last axis must be contiguous. ``extra``: numpy arrays / ints for the
-    epilogue's arguments (pointers are passed as array data addresses)."""
+    ``g(a, b, c=None, *extra, threads=None)``: ``a`` is op(A) as stored (M x K, or K x M
+    with trans_a), ``b`` likewise (K x N, or N x K with trans_b); returns ``c`` (M x N).
+    Arrays must be 2-D float32 with a contiguous last axis; their row stride is the leading
+    dimension (so a slice ``x[:, 3:40]`` of a bigger array works in place). ``extra``:
+    the epilogue's arguments (numpy arrays are passed as pointers, ints/floats by value).
+
+    The kernel is compiled in the constructor; a second, narrow-tile kernel is compiled on
+    the first call with N <= W (unless ``cfg`` pins the blocking)."""
 
     def __init__(self, trans_a: bool = False, trans_b: bool = False, accumulate: bool = False,
                  epilogue: Epilogue | None = None, threads: int | None = None,
                  vector_width: int | None = None, cfg: GemmConfig | None = None,
                  cpu: str | None = None, features: str | None = None):
         from graphc.codegen.cpu import parallel
-        cfg = cfg or default_config(vector_width)
         parallel.ensure_runtime_symbols()
+        self._pinned = cfg is not None
+        cfg = cfg or default_config(vector_width)
         self.spec = GemmSpec(trans_a, trans_b, accumulate, epilogue, cfg)
         self.threads = parallel.default_threads() if threads is None else max(1, int(threads))
-        module = jit.ir_module(f"gemm_{self.spec.key}")
-        self.fn_name = f"gemm_{self.spec.key}"
-        parallel.build_parallel_gemm(module, self.fn_name, self.spec, max_threads=self.threads)
-        self.ir = str(module)
-        self.jit = jit.JitModule(module, cpu=cpu, features=features)
-        extra_ct = [ctypes.c_void_p if isinstance(t, ir.PointerType) else
-                    (ctypes.c_float if isinstance(t, ir.FloatType) else ctypes.c_int64)
-                    for t in (epilogue.arg_types if epilogue else ())]
-        self._extra_ct = extra_ct
-        self._fn = self.jit.cfunc(self.fn_name, None, ctypes.c_int64, ctypes.c_int64,
-                                  ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64,
-                                  ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p,
-                                  ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, *extra_ct)
-        # Scratch allocated once per Gemm, reused by every call (no malloc in the hot
-        # path); a lock keeps two Python threads from sharing it at the same time.
-        self._scratch = np.empty(scratch_floats(cfg, self.threads), np.float32)
+        self._cpu, self._features = cpu, features
+        arg_types = epilogue.arg_types if epilogue else ()
+        self._extra_ct = [ctypes.c_void_p if isinstance(t, ir.PointerType) else
+                          (ctypes.c_float if isinstance(t, ir.FloatType) else ctypes.c_int64)
+                          for t in arg_types]
+        self._kernels: dict[GemmConfig, tuple] = {}
         self._lock = threading.Lock()
+        self._scratch = np.empty(0, np.float32)
+        self._narrow: GemmConfig | None = None
+        self._kernel(cfg)
+
+    def _kernel(self, cfg: GemmConfig):
+        k = self._kernels.get(cfg)
+        if k is None:
+            from graphc.codegen.cpu import parallel
+            spec = replace(self.spec, cfg=cfg)
+            name = f"gemm_{spec.key}"
+            module = jit.ir_module(name)
+            parallel.build_parallel_gemm(module, name, spec, max_threads=self.threads)
+            jm = jit.JitModule(module, cpu=self._cpu, features=self._features)
+            fn = jm.cfunc(name, None, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64,
+                          ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64,
+                          ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64,
+                          *self._extra_ct)
+            k = self._kernels[cfg] = (jm, fn, str(module))
+            # Scratch allocated once (grown for a new config), reused by every call: no
+            # malloc in the hot path.
+            need = scratch_floats(cfg, self.threads)
+            if self._scratch.size < need:
+                self._scratch = np.empty(need, np.float32)
+        return k
+
+    @property
+    def jit(self) -> jit.JitModule:
+        return self._kernels[self.spec.cfg][0]
+
+    @property
+    def ir(self) -> str:
+        """LLVM IR (before optimization) of the main kernel."""
+        return self._kernels[self.spec.cfg][2]
 
     @staticmethod
     def _ld(x: np.ndarray) -> int:
@@ -743,8 +781,7 @@ class Gemm:
             raise ValueError("GEMM operands must be row-major with a contiguous last axis")
         return x.strides[0] // 4 if x.shape[0] > 1 else max(x.shape[1], 1)
 
-    def __call__(self, a: np.ndarray, b: np.ndarray, c: np.ndarray | None = None, *extra,
-                 threads: int | None = None):
+    def _prepare(self, a, b, c, extra, threads):
         sp = self.spec
         M, K = (a.shape[1], a.shape[0]) if sp.trans_a else a.shape
         Kb, N = (b.shape[1], b.shape[0]) if sp.trans_b else b.shape
@@ -756,14 +793,43 @@ class Gemm:
             c = np.empty((M, N), np.float32)
         if c.shape != (M, N):
             raise ValueError(f"C has shape {c.shape}, expected {(M, N)}")
-        conv = []
-        for t, x in zip(self._extra_ct, extra):
-            conv.append(x.ctypes.data if isinstance(x, np.ndarray) else x)
+        if len(extra) != len(self._extra_ct):
+            raise ValueError(f"the epilogue takes {len(self._extra_ct)} extra argument(s), "
+                             f"got {len(extra)}")
+        conv = [x.ctypes.data if isinstance(x, np.ndarray) else x for x in extra]
+        lda, ldb, ldc = self._ld(a), self._ld(b), self._ld(c)
         nt = self.threads if threads is None else max(1, min(int(threads), self.threads))
+        if self._pinned or not (N <= sp.cfg.vw and sp.cfg.nv > 1):
+            cfg = sp.cfg
+        else:
+            cfg = self._narrow or select_config(M, N, K, sp.cfg)
+            self._narrow = cfg
+        fn = self._kernel(cfg)[1]
+        args = (M, N, K, a.ctypes.data, lda, b.ctypes.data, ldb, c.ctypes.data, ldc,
+                self._scratch.ctypes.data, nt, *conv)
+        return fn, args, c
+
+    def __call__(self, a: np.ndarray, b: np.ndarray, c: np.ndarray | None = None, *extra,
+                 threads: int | None = None):
         with self._lock:
-            self._fn(M, N, K, a.ctypes.data, self._ld(a), b.ctypes.data, self._ld(b),
-                     c.ctypes.data, self._ld(c), self._scratch.ctypes.data, nt, *conv)
+            fn, args, c = self._prepare(a, b, c, extra, threads)
+            fn(*args)
         return c
+
+    def bind(self, a: np.ndarray, b: np.ndarray, c: np.ndarray, *extra,
+             threads: int | None = None) -> Callable[[], None]:
+        """Validate once and return a no-argument callable running ``c (=|+=) op(a) @
+        op(b)`` on these very buffers — what the runtime does (buffers are planned at
+        compile time), without the ~10 µs of per-call Python checks. The arrays must stay
+        alive, and a bound call must not overlap another call of this Gemm (shared
+        scratch)."""
+        with self._lock:
+            fn, args, c = self._prepare(a, b, c, extra, threads)
+        keep = (a, b, c, extra, self._scratch)
+
+        def run(_fn=fn, _args=args, _keep=keep):
+            _fn(*_args)
+        return run
 
 
 _CACHE: dict = {}

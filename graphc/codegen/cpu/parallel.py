@@ -50,9 +50,10 @@ _SLOT = 128               # bytes per worker slot: its own cache lines (no false
 _SEQ, _SLEEPING, _FN, _CTX, _TASK, _TID, _DONE, _CLAIM = 0, 4, 16, 24, 32, 40, 64, 68
 _SYS_FUTEX = 202          # x86-64 Linux
 _FUTEX_WAIT_PRIVATE, _FUTEX_WAKE_PRIVATE = 128, 129
-# Worker: ~50 µs of spinning (pause is ~64 cycles... measured: 2000 iterations ≈ 50 µs on
-# Zen 4 at 3.x GHz) before parking on the futex; caller: spins that long, then yields.
-_WORKER_SPIN = 2000
+# Workers spin this many TSC cycles (~200 µs at the 2.6 GHz TSC here) after their last task
+# before parking on the futex: back-to-back GEMMs of a train step find them awake, an idle
+# process stops burning a core soon. The caller spins _CALLER_SPIN pauses, then yields.
+_WORKER_SPIN_CYCLES = 500_000
 _CALLER_SPIN = 2000
 
 TASK_FN_TYPE = ir.FunctionType(VOID, [PTR, I64])
@@ -157,6 +158,7 @@ def define_runtime(module: ir.Module, *, linkage: str = "external") -> ir.Functi
     pthread_create = _decl(module, "pthread_create", I32, [PTR, PTR, PTR, PTR])
     getpid = _decl(module, "getpid", I32, [])
     sched_yield = _decl(module, "sched_yield", I32, [])
+    rdtsc = _decl(module, "llvm.readcyclecounter", I64, [])
     memset = _decl(module, "llvm.memset.p0.i64", VOID, [PTR, I8, I64, ir.IntType(1)])
 
     # ---- worker ---------------------------------------------------------------------
@@ -178,6 +180,7 @@ def define_runtime(module: ir.Module, *, linkage: str = "external") -> ir.Functi
     b.position_at_end(loop)
     seen = b.phi(I32, "seen")
     seen.add_incoming(I32(0), entry)
+    t_start = b.call(rdtsc, [])
     b.branch(spin)
 
     b.position_at_end(spin)
@@ -188,8 +191,18 @@ def define_runtime(module: ir.Module, *, linkage: str = "external") -> ir.Functi
     b.position_at_end(spin_next)
     _pause(b, module)
     i1 = b.add(i, I32(1))
+    # Every 64 pauses: yield (if the scheduler woke us on the dispatcher's own core —
+    # wake-affine — spinning there would starve the dispatcher; alone on a core,
+    # sched_yield returns at once) and check the clock: spin ~_WORKER_SPIN_CYCLES, then park.
+    tick = b.icmp_unsigned("==", b.and_(i1, I32(63)), I32(0))
+    spin_tick = worker.append_basic_block("spin.tick")
+    b.cbranch(tick, spin_tick, spin)
     i.add_incoming(i1, spin_next)
-    b.cbranch(b.icmp_unsigned("<", i1, I32(_WORKER_SPIN)), spin, park)
+    b.position_at_end(spin_tick)
+    b.call(sched_yield, [])
+    elapsed = b.sub(b.call(rdtsc, []), t_start)
+    i.add_incoming(i1, spin_tick)
+    b.cbranch(b.icmp_unsigned("<", elapsed, I64(_WORKER_SPIN_CYCLES)), spin, park)
 
     # Dekker handshake with the dispatcher: set `sleeping`, then re-read seq (both seq_cst);
     # the dispatcher writes seq, then reads `sleeping`. One of us sees the other's write.

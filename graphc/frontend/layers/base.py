@@ -17,7 +17,6 @@ import importlib
 import inspect
 import re
 import zlib
-from typing import Any
 
 import numpy as np
 
@@ -203,6 +202,16 @@ _IGNORED_KWARGS = {"autocast", "input_dtype", "ragged", "sparse", "lora_rank",
                    "lora_alpha", "quantization_config"}
 
 
+# Internal bookkeeping attributes that never hold sublayers.
+_UNTRACKED_ATTRS = frozenset({
+    "_tracked", "_trainable_variables", "_non_trainable_variables", "_inbound_nodes",
+    "_build_input_shape", "_input_shape_arg", "_initial_weights", "input_spec",
+    "kernel_size", "strides", "dilation_rate", "pool_size", "target_shape", "noise_shape",
+    "batch_shape", "arguments", "_inputs_struct", "_outputs_struct", "_compile_config",
+    "_compiled_trainable_weights", "metrics_config", "loss", "loss_weights",
+    "weighted_metrics", "_seq_layers"})
+
+
 class Layer:
     """Keras ``Layer``: see the module docstring. Subclasses implement ``build`` (create
     weights with ``add_weight``) and ``call`` (with ``graphc.ops``)."""
@@ -218,10 +227,13 @@ class Layer:
         prev = Layer._CLASS_REGISTRY.get(cls.__name__)
         if prev is None or not prev.__module__.startswith("graphc."):
             Layer._CLASS_REGISTRY[cls.__name__] = cls
+        if "build" in cls.__dict__:
+            cls.build = _build_wrapper(cls.__dict__["build"])
         sig = inspect.signature(cls.call)
         params = sig.parameters
-        cls._call_has_training_arg = "training" in params or any(
-            p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+        var_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+        cls._call_has_training_arg = "training" in params or var_kw
+        cls._call_has_mask_arg = "mask" in params or var_kw
 
     def __init__(self, trainable: bool = True, name: str | None = None, dtype=None,
                  activity_regularizer=None, **kwargs):
@@ -237,8 +249,9 @@ class Layer:
         if kwargs:
             raise TypeError(f"Unrecognized keyword arguments passed to "
                             f"{type(self).__name__}: {kwargs}")
-        if name is not None and not isinstance(name, str):
-            raise TypeError(f"{type(self).__name__}: name must be a string, got {name!r}")
+        if name is not None and (not isinstance(name, str) or "/" in name or not name):
+            raise ValueError(f"{type(self).__name__}: name must be a non-empty string "
+                             f"without '/', got {name!r}")
         self.name = name or auto_name(to_snake_case(type(self).__name__))
         self._dtype = standardize_dtype(dtype)
         self._trainable = bool(trainable)
@@ -344,8 +357,22 @@ class Layer:
 
     add_variable = add_weight
 
+    def __setattr__(self, name, value):
+        # Remember attributes that hold (or may later hold) sublayers, so collecting
+        # weights walks a few references instead of every attribute of every layer.
+        if name not in _UNTRACKED_ATTRS and isinstance(value, (Layer, list, tuple, dict)):
+            self.__dict__.setdefault("_tracked", {})[name] = value
+        else:
+            tracked = self.__dict__.get("_tracked")
+            if tracked is not None and name in tracked:
+                del tracked[name]
+        object.__setattr__(self, name, value)
+
     def _sublayers(self) -> list["Layer"]:
         """Direct sublayers, in attribute-assignment order (lists/dicts of layers count)."""
+        tracked = self.__dict__.get("_tracked")
+        if not tracked:
+            return []
         out: list[Layer] = []
         seen: set[int] = set()
 
@@ -361,9 +388,8 @@ class Layer:
                 for x in v.values():
                     take(x)
 
-        for k, v in vars(self).items():
-            if k not in ("_inbound_nodes",):
-                take(v)
+        for v in tracked.values():
+            take(v)
         return out
 
     def _all_weights(self, seen: set[int]) -> list[Variable]:
@@ -536,6 +562,8 @@ class Layer:
             else:
                 raise TypeError(f"{self._desc} must be called with at least one input")
         training = kwargs.pop("training", None)
+        if "mask" in kwargs and not self._call_has_mask_arg:
+            kwargs.pop("mask")     # Keras passes masks only to layers that take them
         leaves = flatten((list(args), kwargs))
         if any(isinstance(x, KerasTensor) for x in leaves):
             return self._call_symbolic(args, kwargs, training)
@@ -736,6 +764,33 @@ class Layer:
 # helpers
 # --------------------------------------------------------------------------------------
 
+def _normalize_shapes(shapes):
+    if isinstance(shapes, dict):
+        return {k: _normalize_shapes(v) for k, v in shapes.items()}
+    if isinstance(shapes, (list, tuple)) and shapes and isinstance(shapes[0], (list, tuple)):
+        return [tuple(s) for s in shapes]
+    if isinstance(shapes, (list, tuple)):
+        return tuple(shapes)
+    return shapes
+
+
+def _build_wrapper(build):
+    """Keras records what a layer was built with (for ``build_config``) and marks it built,
+    however ``build`` was reached (directly by the user or on first call)."""
+    import functools
+
+    @functools.wraps(build)
+    def wrapped(self, *args, **kwargs):
+        shape = args[0] if args else kwargs.get("input_shape")
+        build(self, *args, **kwargs)
+        if shape is not None:
+            self._build_input_shape = _normalize_shapes(shape)
+        self.built = True
+
+    wrapped._graphc_wrapped = True
+    return wrapped
+
+
 def _is_tensor(v) -> bool:
     return isinstance(v, (Value, Variable, KerasTensor))
 
@@ -815,3 +870,4 @@ def normalize_data_format(value, layer: str) -> str:
 
 
 Layer._call_has_training_arg = False
+Layer._call_has_mask_arg = False

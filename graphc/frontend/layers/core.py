@@ -208,12 +208,14 @@ class TFOpLambda(Layer):
     def _keras_class_name(self):
         return "".join(p.capitalize() for p in self.op.split("_"))
 
-    def call(self, inputs):
+    def call(self, inputs, other=None):
         fn = _OPERATOR_FNS[self.op]
         if self.op == "negative":
             return fn(inputs)
         if isinstance(inputs, (list, tuple)):
             a, b = inputs
+        elif other is not None:          # Keras 3 op node: op(x, y) with two arguments
+            a, b = inputs, other
         else:
             a, b = inputs, self.constant
             if self.reverse:

@@ -1,0 +1,285 @@
+"""GFLOP/s of graphc's generated GEMM against numpy's matmul (OpenBLAS), same machine, same
+run: 1024^3 and the W1 MLP shapes (batch 128, 784-512-256-10: forward products, and the
+backward A^T@B (weight gradients) and A@B^T (input gradients)), on 1 and 2 threads; plus
+JIT compile time and the cost of one parallel region for each threading option.
+
+    python benchmarks/bench_gemm.py            # everything (~1-2 min on 2 cores)
+    python benchmarks/bench_gemm.py --quick    # fewer repetitions
+    python benchmarks/bench_gemm.py --only gemm|overhead|compile
+
+numpy runs in a child process: with OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE removed from its
+environment (when set, they force an older OpenBLAS kernel and slow a current numpy; tests
+and CI keep them), its thread count switched through OpenBLAS's own API, and its busy-waiting
+worker threads kept out of graphc's measurements. Reported: ratios, never pass/fail.
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import glob
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+BATCH = 128
+LAYERS = [(784, 512), (512, 256), (256, 10)]
+
+
+def shapes():
+    """(label, trans_a, trans_b, M, N, K): op(A) is M x K, op(B) is K x N."""
+    out = [("1024^3", False, False, 1024, 1024, 1024)]
+    for i, (fin, fout) in enumerate(LAYERS, 1):
+        out.append((f"L{i} fwd  x@W", False, False, BATCH, fout, fin))
+        out.append((f"L{i} dW   x^T@dy", True, False, fin, fout, BATCH))
+        out.append((f"L{i} dx   dy@W^T", False, True, BATCH, fin, fout))
+    return out
+
+
+def operands(ta, tb, M, N, K, seed=0):
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((K, M) if ta else (M, K)).astype(np.float32)
+    b = rng.standard_normal((N, K) if tb else (K, N)).astype(np.float32)
+    return a, b
+
+
+def best_time(fn, flops, budget_s):
+    """Best per-call seconds over repeated timed batches (robust to a busy neighbour)."""
+    fn()
+    t0 = time.perf_counter()
+    fn()
+    one = max(time.perf_counter() - t0, 1e-7)
+    reps = max(1, int(0.02 / one))           # ~20 ms batches
+    best = one
+    end = time.perf_counter() + budget_s
+    while True:
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            fn()
+        best = min(best, (time.perf_counter() - t0) / reps)
+        if time.perf_counter() > end:
+            return best
+
+
+# ---------------------------------------------------------------------------- numpy side
+
+def _openblas():
+    import numpy
+    libs = glob.glob(os.path.join(os.path.dirname(numpy.__file__), "..", "numpy.libs",
+                                  "*openblas*"))
+    if not libs:
+        return None
+    lib = ctypes.CDLL(libs[0])     # the copy numpy already loaded (same handle)
+    for name in ("scipy_openblas_get_corename64_", "openblas_get_corename"):
+        if hasattr(lib, name):
+            getattr(lib, name).restype = ctypes.c_char_p
+            return lib, name, name.replace("get_corename", "set_num_threads")
+    return None
+
+
+def numpy_worker(budget):
+    """Child process: numpy GFLOP/s for every shape at 1 and 2 threads, as JSON."""
+    ob = _openblas()
+    core = getattr(ob[0], ob[1])().decode() if ob else "unknown"
+    res = {"corename": core, "gflops": {}}
+    for threads in (1, 2):
+        if ob:
+            getattr(ob[0], ob[2])(threads)
+        for label, ta, tb, M, N, K in shapes():
+            a, b = operands(ta, tb, M, N, K)
+            A, B = (a.T if ta else a), (b.T if tb else b)  # views: BLAS reads them in place
+            c = np.empty((M, N), np.float32)
+            t = best_time(lambda: np.matmul(A, B, out=c), 2 * M * N * K, budget)
+            res["gflops"][f"{label}|{threads}"] = 2 * M * N * K / t / 1e9
+    print(json.dumps(res))
+
+
+def run_numpy(budget, keep_coretype=False):
+    env = dict(os.environ)
+    if not keep_coretype:
+        env.pop("OPENBLAS_CORETYPE", None)
+        env.pop("OPENBLAS_L2_SIZE", None)
+    env.pop("OPENBLAS_NUM_THREADS", None)
+    env.pop("OMP_NUM_THREADS", None)
+    out = subprocess.run([sys.executable, __file__, "--numpy-worker", "--budget", str(budget)],
+                         env=env, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# --------------------------------------------------------------------------- graphc side
+
+def bench_graphc(budget):
+    from graphc.codegen.cpu import gemm as G
+    kernels = {}
+    res = {}
+    for label, ta, tb, M, N, K in shapes():
+        g = kernels.get((ta, tb))
+        if g is None:
+            g = kernels[(ta, tb)] = G.Gemm(ta, tb, threads=2)
+        a, b = operands(ta, tb, M, N, K)
+        c = np.empty((M, N), np.float32)
+        for threads in (1, 2):
+            # Bound call: pointers fixed once, as the runtime calls a planned kernel.
+            run = g.bind(a, b, c, threads=threads)
+            t = best_time(run, 2 * M * N * K, budget)
+            res[f"{label}|{threads}"] = 2 * M * N * K / t / 1e9
+    return res
+
+
+def section_gemm(budget):
+    coretype = os.environ.get("OPENBLAS_CORETYPE")
+    print(f"OPENBLAS_CORETYPE={coretype!r} OPENBLAS_L2_SIZE="
+          f"{os.environ.get('OPENBLAS_L2_SIZE')!r} in this environment")
+    npres = run_numpy(budget)
+    print(f"numpy {np.__version__}, OpenBLAS kernel in the benchmark child: "
+          f"{npres['corename']} (OPENBLAS_CORETYPE/L2_SIZE unset there)")
+    if coretype:
+        slow = run_numpy(budget, keep_coretype=True)
+        key = "1024^3|1"
+        print(f"  with the environment's OPENBLAS_CORETYPE={coretype}: kernel "
+              f"{slow['corename']}, 1024^3 1 thread {slow['gflops'][key]:.1f} GFLOP/s vs "
+              f"{npres['gflops'][key]:.1f} without it")
+    gres = bench_graphc(budget)
+    hdr = (f"{'shape':18s} {'M x N x K':>16s} | {'graphc 1T':>9s} {'numpy 1T':>9s} {'ratio':>6s}"
+           f" | {'graphc 2T':>9s} {'numpy 2T':>9s} {'ratio':>6s}")
+    print()
+    print("GFLOP/s (best of repeated batches; ratio = graphc / numpy)")
+    print(hdr)
+    print("-" * len(hdr))
+    for label, ta, tb, M, N, K in shapes():
+        row = [f"{label:18s} {f'{M}x{N}x{K}':>16s}"]
+        for t in (1, 2):
+            gv, nv = gres[f"{label}|{t}"], npres["gflops"][f"{label}|{t}"]
+            row.append(f"{gv:9.1f} {nv:9.1f} {gv / nv:6.2f}")
+        print(" | ".join(row))
+    # FLOP-weighted totals for one W1 training step's GEMMs (time-based ratio).
+    for t in (1, 2):
+        tg = sum(2 * M * N * K / gres[f"{lab}|{t}"] for lab, _, _, M, N, K in shapes()[1:])
+        tn = sum(2 * M * N * K / npres["gflops"][f"{lab}|{t}"]
+                 for lab, _, _, M, N, K in shapes()[1:])
+        print(f"W1 step GEMMs, {t} thread(s): graphc {tg / 1e3:.0f} us, numpy {tn / 1e3:.0f} us,"
+              f" speedup {tn / tg:.2f}x")
+
+
+# ------------------------------------------------------------------------- other sections
+
+def section_overhead(n=3000):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from graphc.codegen.cpu import parallel as P
+    rt = P.runtime()
+
+    def med(fn, reps, pause=None):
+        ts = []
+        for _ in range(reps):
+            if pause:
+                time.sleep(pause)
+            t0 = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t0)
+        return float(np.median(ts)) * 1e6
+
+    base = med(lambda: rt.parallel_for(rt.noop_task, None, 1), n)
+    print("cost of one parallel region with 2 tasks that do nothing, median us "
+          f"(minus the {base:.2f} us of a 1-task ctypes call):")
+    rt.parallel_for(rt.noop_task, None, 2)
+    pool = med(lambda: rt.parallel_for(rt.noop_task, None, 2), n) - base
+    parked = med(lambda: rt.parallel_for(rt.noop_task, None, 2), 100, pause=0.005) - base
+    spawn = med(lambda: rt.spawn_for(rt.noop_task, None, 2), n // 3) - base
+    ex = ThreadPoolExecutor(1)
+    one = lambda: rt.parallel_for(rt.noop_task, None, 1)  # noqa: E731
+
+    def pyregion():
+        f = ex.submit(one)
+        one()
+        f.result()
+    pyregion()
+    pyth = med(pyregion, n // 3) - base
+    ex.shutdown()
+    print(f"  (c) IR pool, workers spinning       {pool:8.2f}")
+    print(f"  (c) IR pool, workers parked (futex) {parked:8.2f}")
+    print(f"  (a) pthread_create/join per region  {spawn:8.2f}")
+    print(f"  (b) Python threads + CFUNCTYPE      {pyth:8.2f}")
+
+
+def section_compile():
+    from llvmlite import ir
+
+    from graphc.codegen.cpu import gemm as G
+    from graphc.codegen.cpu import jit
+    from graphc.codegen.cpu import parallel as P
+    P.runtime()
+
+    def small():
+        m = jit.ir_module()
+        f32, i64, ptr = ir.FloatType(), ir.IntType(64), ir.PointerType()
+        fn = ir.Function(m, ir.FunctionType(ir.VoidType(), [ptr, ptr, i64]), name="scale")
+        entry = fn.append_basic_block("entry")
+        loop = fn.append_basic_block("loop")
+        done = fn.append_basic_block("done")
+        b = ir.IRBuilder(entry)
+        b.cbranch(b.icmp_signed(">", fn.args[2], i64(0)), loop, done)
+        b.position_at_end(loop)
+        i = b.phi(i64)
+        i.add_incoming(i64(0), entry)
+        x = b.load(b.gep(fn.args[0], [i], source_etype=f32), typ=f32)
+        b.store(b.fmul(x, f32(2.0)), b.gep(fn.args[1], [i], source_etype=f32))
+        nx = b.add(i, i64(1))
+        i.add_incoming(nx, loop)
+        b.cbranch(b.icmp_signed("<", nx, fn.args[2]), loop, done)
+        b.position_at_end(done)
+        b.ret_void()
+        return m
+
+    def gemm_module(spec):
+        m = jit.ir_module()
+        P.build_parallel_gemm(m, "g", spec)
+        return m
+
+    print("JIT compile time, median ms (parse+verify / O3 / machine code):")
+    for label, make in [("small loop (1 function)", small),
+                        ("GEMM nn", lambda: gemm_module(G.GemmSpec())),
+                        ("GEMM nt + bias/relu", lambda: gemm_module(
+                            G.GemmSpec(trans_b=True, epilogue=G.bias_relu_epilogue())))]:
+        for engine in ("mcjit", "lljit"):
+            tims = []
+            for _ in range(5 if make is small else 3):
+                tims.append(jit.JitModule(make(), engine=engine).timings)
+            tot = sorted(t["total"] for t in tims)[len(tims) // 2] * 1e3
+            parts = "/".join(f"{sorted(t[k] for t in tims)[len(tims) // 2] * 1e3:.1f}"
+                             for k in ("parse_verify", "optimize", "codegen"))
+            print(f"  {label:24s} {engine:6s} {tot:7.1f}   ({parts})")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--only", choices=["gemm", "overhead", "compile"])
+    ap.add_argument("--numpy-worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--budget", type=float, default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    budget = args.budget if args.budget is not None else (0.15 if args.quick else 0.6)
+    if args.numpy_worker:
+        numpy_worker(budget)
+        return
+    print(f"machine: {os.cpu_count()} CPUs; python {sys.version.split()[0]}; numpy "
+          f"{np.__version__}")
+    if args.only in (None, "compile"):
+        section_compile()
+        print()
+    if args.only in (None, "overhead"):
+        section_overhead(1000 if args.quick else 3000)
+        print()
+    if args.only in (None, "gemm"):
+        section_gemm(budget)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,238 @@
+"""The generated GEMM against a float64 numpy reference: odd sizes, transposes, leading
+dimensions, accumulation, fused epilogues, determinism across runs and thread counts, and
+the AVX2 (8-wide) variant. Kernels are compiled once per module (~0.3 s each)."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+llvmlite = pytest.importorskip("llvmlite")
+
+from graphc.codegen.cpu import gemm as G  # noqa: E402
+from graphc.codegen.cpu import jit, parallel  # noqa: E402
+
+SIZES = (1, 3, 17, 33, 65, 127)
+
+
+@pytest.fixture(scope="module")
+def kernels():
+    cache = {}
+
+    def get(trans_a=False, trans_b=False, **kw):
+        key = (trans_a, trans_b, tuple(sorted(kw.items(), key=lambda x: x[0])))
+        if key not in cache:
+            cache[key] = G.Gemm(trans_a, trans_b, **kw)
+        return cache[key]
+    return get
+
+
+def _operands(rng, M, N, K, ta, tb):
+    a = rng.standard_normal((K, M) if ta else (M, K)).astype(np.float32)
+    b = rng.standard_normal((N, K) if tb else (K, N)).astype(np.float32)
+    return a, b
+
+
+def _check(c, a, b, ta, tb, extra=None):
+    A = (a.T if ta else a).astype(np.float64)
+    B = (b.T if tb else b).astype(np.float64)
+    ref = A @ B if extra is None else extra(A @ B)
+    # float32 error bound of a K-term dot product, elementwise (rtol ~1e-4 of |A||B|),
+    # plus float32 rounding of what the epilogue added.
+    tol = 1e-4 * (np.abs(A) @ np.abs(B)) + 1e-6 * np.abs(ref) + 1e-6
+    assert c.shape == ref.shape
+    bad = np.abs(c - ref) > tol
+    assert not bad.any(), f"{bad.sum()} wrong elements, max err {np.abs(c - ref).max()}"
+
+
+@pytest.mark.parametrize("ta,tb", [(False, False), (True, False), (False, True), (True, True)])
+def test_odd_sizes_all_transposes(kernels, ta, tb):
+    g = kernels(ta, tb)
+    rng = np.random.default_rng(1)
+    shapes = [(m, n, k) for m in SIZES for n in (1, 17, 65) for k in (1, 33, 127)]
+    shapes += [(n, n, n) for n in SIZES] + [(100, 1000, 30), (1000, 3, 17), (64, 80, 600)]
+    for M, N, K in shapes:
+        a, b = _operands(rng, M, N, K, ta, tb)
+        _check(g(a, b), a, b, ta, tb)
+
+
+def test_parallel_sizes_match_reference(kernels):
+    # Big enough to be split across two threads, with edges in every dimension.
+    g = kernels(False, True, threads=2)
+    rng = np.random.default_rng(2)
+    for M, N, K in [(257, 300, 129), (129, 1001, 70), (1000, 65, 60)]:
+        a, b = _operands(rng, M, N, K, False, True)
+        _check(g(a, b), a, b, False, True)
+
+
+def test_k_zero_and_empty(kernels):
+    g = kernels()
+    c = g(np.zeros((5, 0), np.float32), np.zeros((0, 7), np.float32))
+    assert c.shape == (5, 7) and not c.any()
+    assert g(np.zeros((0, 4), np.float32), np.ones((4, 3), np.float32)).shape == (0, 3)
+
+
+def test_leading_dimensions_and_views(kernels):
+    # Operands and output are column slices of bigger arrays: lda/ldb/ldc > width, and
+    # the kernel must not touch C outside its window.
+    g = kernels(True, False)
+    rng = np.random.default_rng(3)
+    big_a = rng.standard_normal((40, 90)).astype(np.float32)
+    big_b = rng.standard_normal((40, 77)).astype(np.float32)
+    big_c = np.full((50, 100), 7.0, np.float32)
+    a, b = big_a[:, 5:38], big_b[:, 2:70]          # op(A) = a.T: 33 x 40, B: 40 x 68
+    c = big_c[3:36, 10:78]
+    g(a, b, c)
+    _check(c, a, b, True, False)
+    mask = np.ones_like(big_c, bool)
+    mask[3:36, 10:78] = False
+    assert (big_c[mask] == 7.0).all()
+
+
+def test_accumulate(kernels):
+    g = kernels(accumulate=True)
+    rng = np.random.default_rng(4)
+    for M, N, K in [(17, 33, 65), (64, 64, 1100)]:     # 1100: several K blocks
+        a, b = _operands(rng, M, N, K, False, False)
+        c0 = rng.standard_normal((M, N)).astype(np.float32)
+        c = c0.copy()
+        g(a, b, c)
+        _check(c, a, b, False, False, extra=lambda x: x + c0)
+    with pytest.raises(ValueError):
+        g(a, b)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_bias_relu_epilogue(kernels, threads):
+    g = kernels(False, False, epilogue=G.bias_relu_epilogue())
+    rng = np.random.default_rng(5)
+    for M, N, K in [(1, 1, 1), (17, 33, 65), (127, 65, 33), (300, 200, 600)]:
+        a, b = _operands(rng, M, N, K, False, False)
+        bias = rng.standard_normal(N).astype(np.float32)
+        c = g(a, b, None, bias, threads=threads)
+        _check(c, a, b, False, False, extra=lambda x: np.maximum(x + bias, 0))
+
+
+def _index_epilogue():
+    # acc + 1000*row + col_of_lane: checks the row/column indices the hook receives,
+    # including the offsets of a thread's slice and of the narrow-tile kernel.
+    from llvmlite import ir
+
+    def emit(b, acc, row, col, ctx):
+        w = ctx.width
+        f32 = ir.FloatType()
+        base = b.sitofp(b.add(b.mul(row, ir.IntType(64)(1000)), col), f32)
+        lanes = ir.Constant(ir.VectorType(f32, w), [float(i) for i in range(w)])
+        return b.fadd(acc, b.fadd(ctx.splat(b, base), lanes))
+    return G.Epilogue(emit, (), "index")
+
+
+@pytest.mark.parametrize("ta,tb", [(False, False), (True, True)])
+def test_epilogue_sees_global_indices(kernels, ta, tb):
+    g = kernels(ta, tb, epilogue=_index_epilogue())
+    rng = np.random.default_rng(6)
+    for (M, N, K), threads in [((300, 250, 200), 2), ((300, 250, 200), 1), ((90, 10, 700), 2),
+                               ((3, 5, 7), 1)]:
+        a, b = _operands(rng, M, N, K, ta, tb)
+        c = g(a, b, threads=threads)
+        idx = 1000.0 * np.arange(M)[:, None] + np.arange(N)[None, :]
+        _check(c, a, b, ta, tb, extra=lambda x: x + idx)
+
+
+def test_bit_identical_runs_and_thread_counts(kernels):
+    g = kernels(False, False, threads=2)
+    rng = np.random.default_rng(7)
+    a, b = _operands(rng, 300, 333, 700, False, False)   # 2 K blocks, parallel
+    first = g(a, b, threads=2)
+    for _ in range(3):
+        assert np.array_equal(g(a, b, threads=2), first)
+    # K order does not depend on the split: one thread gives the very same bits.
+    assert np.array_equal(g(a, b, threads=1), first)
+    assert parallel.runtime().pool_size() >= 1
+
+
+def test_concurrent_python_threads(kernels):
+    # Two Python threads, two kernels, both asking for the pool: the second dispatcher runs
+    # its tasks serially (same partition), nothing deadlocks, results stay right.
+    g1, g2 = kernels(threads=2), kernels(True, False, threads=2)
+    rng = np.random.default_rng(8)
+    a1, b1 = _operands(rng, 200, 300, 150, False, False)
+    a2, b2 = _operands(rng, 200, 300, 150, True, False)
+    r1, r2 = g1(a1, b1), g2(a2, b2)
+    errors = []
+
+    def work(g, a, b, ref):
+        for _ in range(20):
+            if not np.array_equal(g(a, b), ref):
+                errors.append("mismatch")
+    ts = [threading.Thread(target=work, args=args)
+          for args in ((g1, a1, b1, r1), (g2, a2, b2, r2))]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert not errors
+
+
+def test_bind_matches_call(kernels):
+    g = kernels()
+    rng = np.random.default_rng(9)
+    a, b = _operands(rng, 40, 50, 60, False, False)
+    c = np.empty((40, 50), np.float32)
+    g.bind(a, b, c)()
+    assert np.array_equal(c, g(a, b))
+
+
+def test_narrow_output_uses_narrow_tile(kernels):
+    g = kernels(True, False)
+    rng = np.random.default_rng(10)
+    a, b = _operands(rng, 256, 10, 128, True, False)
+    _check(g(a, b), a, b, True, False)
+    assert G.narrow_config(g.spec.cfg) in g._kernels
+
+
+@pytest.mark.parametrize("ta,tb", [(False, False), (True, True)])
+def test_avx2_8_wide_variant(kernels, ta, tb):
+    # The 6x16 <8 x float> kernel, compiled for an AVX2-only CPU (haswell: runs here too).
+    g = kernels(ta, tb, vector_width=8, cpu="haswell", epilogue=G.bias_epilogue(),
+                threads=2)
+    assert g.spec.cfg.vw == 8 and g.spec.cfg.nr == 16
+    rng = np.random.default_rng(11)
+    for M, N, K in [(1, 1, 1), (17, 33, 65), (127, 5, 33), (200, 300, 400)]:
+        a, b = _operands(rng, M, N, K, ta, tb)
+        bias = rng.standard_normal(N).astype(np.float32)
+        _check(g(a, b, None, bias), a, b, ta, tb, extra=lambda x: x + bias)
+
+
+def test_8_wide_code_has_no_avx512():
+    m = jit.ir_module()
+    G.build_gemm(m, "g", G.GemmSpec(cfg=G.default_config(8)))
+    asm = jit.emit_assembly(m, jit.target_machine("haswell"))
+    assert "ymm" in asm and "zmm" not in asm
+
+
+def test_host_kernel_uses_fma_vectors():
+    if jit.vector_width() != 16:
+        pytest.skip("host has no AVX-512")
+    m = jit.ir_module()
+    G.build_gemm(m, "g", G.GemmSpec())
+    asm = jit.emit_assembly(m)
+    assert "vfmadd231ps\t%zmm" in asm
+
+
+def test_shape_errors(kernels):
+    g = kernels()
+    with pytest.raises(ValueError, match="inner dimensions"):
+        g(np.zeros((3, 4), np.float32), np.zeros((5, 6), np.float32))
+    with pytest.raises(ValueError):
+        g(np.zeros((3, 4), np.float64), np.zeros((4, 6), np.float32))
+    with pytest.raises(ValueError):
+        g(np.zeros((4, 3), np.float32).T, np.zeros((4, 6), np.float32))  # not row-major
+
+
+def test_matmul_convenience():
+    rng = np.random.default_rng(12)
+    a = rng.standard_normal((20, 30)).astype(np.float32)
+    b = rng.standard_normal((20, 40)).astype(np.float32)
+    _check(G.matmul(a, b, trans_a=True), a, b, True, False)
