@@ -497,7 +497,7 @@ def min_parallel_flops() -> int:
 
 
 def build_parallel_gemm(module: ir.Module, name: str, spec, *, max_threads: int | None = None,
-                        min_madds_per_thread: int = _MIN_MADDS_PER_THREAD) -> ir.Function:
+                        min_madds_per_thread: int | None = None) -> ir.Function:
     """Emit the GEMM of ``spec`` (see gemm.build_gemm) plus its entry point
 
         void {name}(i64 M, i64 N, i64 K, ptr A, i64 lda, ptr B, i64 ldb, ptr C, i64 ldc,
@@ -508,6 +508,8 @@ def build_parallel_gemm(module: ir.Module, name: str, spec, *, max_threads: int 
     packing of A is the cheaper one, else along M — with t chosen so each thread gets at
     least ``min_madds_per_thread`` multiply-adds; t == 1 calls the tile function directly."""
     from graphc.codegen.cpu import gemm as G
+    if min_madds_per_thread is None:
+        min_madds_per_thread = _MIN_MADDS_PER_THREAD
     cfg = spec.cfg
     tile = G.build_gemm(module, name, spec)
     pfor = declare_parallel_for(module)
