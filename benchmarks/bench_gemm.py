@@ -43,6 +43,13 @@ def shapes():
     return out
 
 
+def fused_shapes():
+    """relu(x @ W + b) of the two hidden layers: graphc fuses bias+relu into the GEMM's
+    store; numpy needs three passes over C."""
+    return [(f"L{i} relu(x@W+b)", BATCH, fout, fin)
+            for i, (fin, fout) in enumerate(LAYERS[:2], 1)]
+
+
 def operands(ta, tb, M, N, K, seed=0):
     rng = np.random.default_rng(seed)
     a = rng.standard_normal((K, M) if ta else (M, K)).astype(np.float32)
@@ -98,6 +105,17 @@ def numpy_worker(budget):
             c = np.empty((M, N), np.float32)
             t = best_time(lambda: np.matmul(A, B, out=c), 2 * M * N * K, budget)
             res["gflops"][f"{label}|{threads}"] = 2 * M * N * K / t / 1e9
+        for label, M, N, K in fused_shapes():
+            a, b = operands(False, False, M, N, K)
+            bias = np.linspace(-1, 1, N, dtype=np.float32)
+            c = np.empty((M, N), np.float32)
+
+            def dense_relu():
+                np.matmul(a, b, out=c)
+                np.add(c, bias, out=c)
+                np.maximum(c, 0, out=c)
+            t = best_time(dense_relu, 2 * M * N * K, budget)
+            res["gflops"][f"{label}|{threads}"] = 2 * M * N * K / t / 1e9
     print(json.dumps(res))
 
 
@@ -130,6 +148,14 @@ def bench_graphc(budget):
             run = g.bind(a, b, c, threads=threads)
             t = best_time(run, 2 * M * N * K, budget)
             res[f"{label}|{threads}"] = 2 * M * N * K / t / 1e9
+    g = G.Gemm(epilogue=G.bias_relu_epilogue(), threads=2)
+    for label, M, N, K in fused_shapes():
+        a, b = operands(False, False, M, N, K)
+        bias = np.linspace(-1, 1, N, dtype=np.float32)
+        c = np.empty((M, N), np.float32)
+        for threads in (1, 2):
+            t = best_time(g.bind(a, b, c, bias, threads=threads), 2 * M * N * K, budget)
+            res[f"{label}|{threads}"] = 2 * M * N * K / t / 1e9
     return res
 
 
@@ -153,19 +179,21 @@ def section_gemm(budget):
     print("GFLOP/s (best of repeated batches; ratio = graphc / numpy)")
     print(hdr)
     print("-" * len(hdr))
-    for label, ta, tb, M, N, K in shapes():
+    rows = [(lab, M, N, K) for lab, _, _, M, N, K in shapes()] + fused_shapes()
+    for label, M, N, K in rows:
         row = [f"{label:18s} {f'{M}x{N}x{K}':>16s}"]
         for t in (1, 2):
             gv, nv = gres[f"{label}|{t}"], npres["gflops"][f"{label}|{t}"]
             row.append(f"{gv:9.1f} {nv:9.1f} {gv / nv:6.2f}")
         print(" | ".join(row))
-    # FLOP-weighted totals for one W1 training step's GEMMs (time-based ratio).
+    # Time for all nine W1 products (a train step needs eight: not dx of layer 1).
     for t in (1, 2):
+        # flops / (GFLOP/s) = nanoseconds
         tg = sum(2 * M * N * K / gres[f"{lab}|{t}"] for lab, _, _, M, N, K in shapes()[1:])
         tn = sum(2 * M * N * K / npres["gflops"][f"{lab}|{t}"]
                  for lab, _, _, M, N, K in shapes()[1:])
-        print(f"W1 step GEMMs, {t} thread(s): graphc {tg / 1e3:.0f} us, numpy {tn / 1e3:.0f} us,"
-              f" speedup {tn / tg:.2f}x")
+        print(f"all 9 W1 products above, {t} thread(s): graphc {tg / 1e3:.0f} us, numpy "
+              f"{tn / 1e3:.0f} us, ratio {tn / tg:.2f}")
 
 
 # ------------------------------------------------------------------------- other sections

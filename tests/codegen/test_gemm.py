@@ -140,6 +140,21 @@ def test_epilogue_sees_global_indices(kernels, ta, tb):
         _check(c, a, b, ta, tb, extra=lambda x: x + idx)
 
 
+def test_bare_callback_epilogue(kernels):
+    # A plain function is accepted as an epilogue (no extra arguments): here 2*acc - 1.
+    def twice_minus_one(b, acc, row, col, ctx):
+        return b.fsub(b.fadd(acc, acc), ctx.splat(b, ir_float(1.0)))
+    g = kernels(epilogue=twice_minus_one)
+    rng = np.random.default_rng(14)
+    a, b = _operands(rng, 37, 45, 29, False, False)
+    _check(g(a, b), a, b, False, False, extra=lambda x: 2 * x - 1)
+
+
+def ir_float(x):
+    from llvmlite import ir
+    return ir.Constant(ir.FloatType(), x)
+
+
 def test_bit_identical_runs_and_thread_counts(kernels):
     g = kernels(False, False, threads=2)
     rng = np.random.default_rng(7)
@@ -182,6 +197,24 @@ def test_bind_matches_call(kernels):
     c = np.empty((40, 50), np.float32)
     g.bind(a, b, c)()
     assert np.array_equal(c, g(a, b))
+
+
+def test_scratch_size_is_enough(kernels):
+    # Call the entry point with a scratch of exactly scratch_floats(cfg, T, N, K) floats,
+    # followed by canaries that must survive (any misalignment of the start included).
+    g = kernels(False, True, threads=2)
+    cfg = g.spec.cfg
+    fn = g._kernel(cfg)[1]
+    rng = np.random.default_rng(13)
+    for M, N, K in [(300, 200, 700), (64, 33, 5), (1000, 40, 90)]:
+        a, b = _operands(rng, M, N, K, False, True)
+        c = np.empty((M, N), np.float32)
+        need = G.scratch_floats(cfg, 2, N, K)
+        buf = np.full(need + 64 + 1, -7.0, np.float32)
+        sc = buf[1:need + 1]             # 4-byte aligned only
+        fn(M, N, K, a.ctypes.data, K, b.ctypes.data, K, c.ctypes.data, N, sc.ctypes.data, 2)
+        _check(c, a, b, False, True)
+        assert (buf[need + 1:] == -7.0).all() and buf[0] == -7.0
 
 
 def test_narrow_output_uses_narrow_tile(kernels):

@@ -191,6 +191,25 @@ def test_parallel_for_after_workers_parked():
     assert list(ctx) == [3, 6]
 
 
+def test_aot_object_with_private_pool(tmp_path):
+    # The AOT path: the pool is defined inside the module, linked into a shared library.
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no C compiler/linker to build a shared library")
+    m = _task_module()
+    parallel.define_runtime(m)
+    (tmp_path / "t.o").write_bytes(jit.emit_object(m))
+    so = tmp_path / "libt.so"
+    r = subprocess.run([cc, "-shared", "-o", str(so), str(tmp_path / "t.o")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    lib = ctypes.CDLL(str(so))
+    lib.run.argtypes = [ctypes.c_void_p, ctypes.c_int64]
+    ctx = np.zeros(3, np.int64)
+    lib.run(ctx.ctypes.data, 3)
+    assert list(ctx) == [1, 2, 3]
+
+
 def test_spawn_runtime_matches():
     rt = parallel.runtime()
     for n in (1, 2, 3):

@@ -19,7 +19,7 @@ import math
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 from llvmlite import ir
@@ -82,11 +82,19 @@ def default_config(vw: int | None = None) -> GemmConfig:
     return GemmConfig(vw=4, mr=4, nv=2, kc=256, mc=64, nc=1024)
 
 
-def scratch_floats(cfg: GemmConfig, threads: int = 1) -> int:
-    """float32 elements of scratch one call needs (per-thread packed A and B blocks plus
-    64-byte alignment slack)."""
-    per_thread = cfg.mc * cfg.kc + cfg.kc * cfg.nc
-    return threads * (per_thread + 16) + 16
+def scratch_floats(cfg: GemmConfig, threads: int = 1, N: int | None = None,
+                   K: int | None = None) -> int:
+    """float32 elements of scratch one call needs: per thread a packed A block (mc x kc)
+    and a packed B block (kc x nc, shrunk to the problem when N and K are given), plus
+    64-byte alignment slack. Must match ``parallel.build_parallel_gemm``'s per-thread
+    stride."""
+    return threads * _per_thread_floats(cfg, N, K) + 16
+
+
+def _per_thread_floats(cfg: GemmConfig, N: int | None, K: int | None) -> int:
+    kc_b = cfg.kc if K is None else min(cfg.kc, max(K, 1))
+    nc_b = cfg.nc if N is None else min(cfg.nc, -(-max(N, 1) // cfg.nr) * cfg.nr)
+    return cfg.mc * cfg.kc + kc_b * nc_b + 16
 
 
 # --------------------------------------------------------------------------------------
@@ -135,7 +143,10 @@ class Epilogue:
     vector ``C[row, col : col + W]`` (``row``, ``col``: i64 global indices) after the last K
     block, with ``acc`` the complete (accumulated) value about to be stored. ``arg_types``
     are extra arguments appended to the generated GEMM function (e.g. the bias pointer),
-    passed to ``emit`` as ``ctx.args``. ``key`` names it in caches and function names."""
+    passed to ``emit`` as ``ctx.args``. ``key`` names it in function names: give distinct
+    epilogues distinct keys. With ``accumulate=True`` the result is
+    ``C = epilogue(C_old + A @ B)``. ``emit`` must be elementwise per lane (it may be called
+    with an edge ``ctx.mask``; masked-off lanes are never stored)."""
     emit: EmitFn
     arg_types: tuple = ()
     key: str = "custom"
@@ -294,6 +305,13 @@ class GemmSpec:
     epilogue: Epilogue | None = None
     cfg: GemmConfig = field(default_factory=default_config)
 
+    def __post_init__(self):
+        # A bare callback is an epilogue without extra arguments.
+        if self.epilogue is not None and not isinstance(self.epilogue, Epilogue):
+            fn = self.epilogue
+            object.__setattr__(self, "epilogue",
+                               Epilogue(fn, (), getattr(fn, "__name__", "custom")))
+
     @property
     def key(self) -> str:
         ep = self.epilogue.key if self.epilogue else "none"
@@ -320,7 +338,7 @@ class _Gen:
     def pack_a(self) -> ir.Function:
         """pack_a(A, lda, i0, k0, mc, kc, dst): dst[p][k][r] = op(A)[i0+p*MR+r, k0+k],
         zero for rows >= mc."""
-        cfg, w = self.cfg, self.w
+        cfg = self.cfg
         mr = cfg.mr
         fn = ir.Function(self.m, ir.FunctionType(VOID, [PTR, I64, I64, I64, I64, I64, PTR]),
                          name=f"{self.name}.pack_a")
@@ -496,7 +514,8 @@ class _Gen:
 
         def step(accs, k):
             bk = _gep(b, Bp, b.mul(k, I64(cfg.nr)))
-            bv = [b.load(_gep(b, bk, I64(v * w)), typ=self.vty, align=self.valign) for v in range(nv)]
+            bv = [b.load(_gep(b, bk, I64(v * w)), typ=self.vty, align=self.valign)
+                  for v in range(nv)]
             ak = _gep(b, Ap, b.mul(k, I64(mr)))
             out = []
             for r in range(mr):
@@ -677,8 +696,8 @@ def build_gemm(module: ir.Module, name: str, spec: GemmSpec) -> ir.Function:
 
     computing ``C[M,N] (=|+=) op(A) @ op(B)`` where op(A)[i,k] is ``A[i*lda+k]`` (or
     ``A[k*lda+i]`` with trans_a) and op(B)[k,j] is ``B[k*ldb+j]`` (or ``B[j*ldb+k]`` with
-    trans_b); C[i,j] is ``C[i*ldc+j]``. ``scratch`` needs ``scratch_floats(cfg, 1)`` floats
-    (any alignment). ``row0``/``col0`` are added to the row/column indices passed to the
+    trans_b); C[i,j] is ``C[i*ldc+j]``. ``scratch`` needs ``scratch_floats(cfg, 1, N, K)``
+    floats (any alignment). ``row0``/``col0`` are added to the row/column indices passed to the
     epilogue (0 unless this call computes a slice of a larger C). ``extra`` are the
     epilogue's ``arg_types``. See ``parallel.build_parallel_gemm`` for the multi-threaded
     entry point."""
@@ -728,6 +747,7 @@ class Gemm:
         self._pinned = cfg is not None
         cfg = cfg or default_config(vector_width)
         self.spec = GemmSpec(trans_a, trans_b, accumulate, epilogue, cfg)
+        epilogue = self.spec.epilogue
         self.threads = parallel.default_threads() if threads is None else max(1, int(threads))
         self._cpu, self._features = cpu, features
         arg_types = epilogue.arg_types if epilogue else ()
@@ -756,7 +776,7 @@ class Gemm:
             k = self._kernels[cfg] = (jm, fn, str(module))
             # Scratch allocated once (grown for a new config), reused by every call: no
             # malloc in the hot path.
-            need = scratch_floats(cfg, self.threads)
+            need = scratch_floats(cfg, self.threads)   # any N, K: one buffer per Gemm
             if self._scratch.size < need:
                 self._scratch = np.empty(need, np.float32)
         return k

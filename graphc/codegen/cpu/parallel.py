@@ -2,22 +2,25 @@
 the multi-threaded GEMM entry point built on it.
 
 ``graphc_parallel_for(fn, ctx, ntasks)`` runs ``fn(ctx, t)`` for t in [0, ntasks): task 0
-in the calling thread, the others on pool workers (pthreads started on first use, then
-parked: spin briefly, then sleep on a futex). Static partitioning, no work stealing, so
-every output element is computed by exactly one thread in a fixed order: results are
-bit-identical run to run — and the GEMM's K order does not depend on the thread count, so
-they are identical across thread counts too.
+in the calling thread, the others on pool workers (pthreads started on first use; after a
+task they spin ~200 µs, yielding the core every 64 pauses, then sleep on a futex). The
+partition into tasks is static: every output element is computed by one task in a fixed
+order, whichever thread runs it, so results are bit-identical run to run — and the GEMM's K
+order does not depend on the split, so they are identical across thread counts too. The
+only dynamic part: a task whose worker has not claimed it yet (still waking up) when the
+caller finishes its own is run by the caller instead of waited for (same code, same bits).
 
-Why a pool in IR (measured on the 2-core Zen 4 dev VM, ``bench_gemm.py --overhead``,
-µs per empty 2-task region, median):
-  (c) pool in IR, worker spinning: ~0.5 µs; after it fell asleep (futex wake): ~20-60 µs
-  (a) pthread_create + pthread_join per region: ~25-40 µs
-  (b) two Python threads each calling the native kernel (GIL released by CFUNCTYPE),
-      persistent executor: ~60-120 µs — and it cannot run inside a compiled train step,
-      which is one native call.
-A training step issues several GEMMs back to back, so workers are still spinning when the
-next one starts and the region costs ~1 µs. Workers spin ~50 µs before sleeping, so an idle
-process does not burn a core.
+Why a pool in IR (``python benchmarks/bench_gemm.py --only overhead``, 2-core Zen 4 VM,
+µs per 2-task region of empty tasks, median, ctypes call cost subtracted):
+  (c) IR pool, workers spinning            0.3 µs
+  (c) IR pool, workers parked on the futex  13-28 µs (waking an idle vCPU)
+  (a) pthread_create + pthread_join          20 µs
+  (b) Python threads, each calling the native kernel (CFUNCTYPE releases the GIL),
+      persistent executor: 20 µs — and impossible inside a compiled train step, which is
+      one native call.
+A training step issues its GEMMs back to back, so the workers are still spinning when the
+next region starts. Without the sched_yield in the spin, a worker woken on the caller's own
+core (wake-affine) spun there and cost the caller ~55 µs per region.
 
 The pool lives in one runtime module per process (``runtime()``); generated modules call it
 by name (``graphc_parallel_for`` is registered with the JIT's symbol table). For AOT, call
@@ -285,7 +288,6 @@ def define_runtime(module: ir.Module, *, linkage: str = "external") -> ir.Functi
     want = b.sub(ntasks, I64(1))
     want = b.select(b.icmp_signed(">", want, I64(MAX_THREADS)), I64(MAX_THREADS), want)
     # grow the pool to `want` workers
-    pre = b.block
     ghead = pf.append_basic_block("grow.head")
     gbody = pf.append_basic_block("grow.body")
     gdone = pf.append_basic_block("grow.done")
@@ -484,10 +486,10 @@ def runtime() -> _Runtime:
 # the multi-threaded GEMM entry point
 # --------------------------------------------------------------------------------------
 
-# Below this many multiply-adds per thread a second thread does not pay for itself
-# (measured: a 2-thread region costs ~1 µs with spinning workers, ~30 µs when they have to
-# be woken, and the partitioning duplicates some packing). 2**20 multiply-adds ≈ 20 µs of
-# one core at ~100 GFLOP/s.
+# Below this many multiply-adds per thread a second thread does not pay for itself: a
+# region costs ~0.3 µs with spinning workers but 13-28 µs when one must be woken, and the
+# split duplicates some packing. 2**20 multiply-adds ≈ 20 µs of one core at ~100 GFLOP/s.
+# (Lower thresholds gained nothing measurable on the W1 shapes; 128^3 goes parallel.)
 _MIN_MADDS_PER_THREAD = 1 << 20
 
 
@@ -503,10 +505,12 @@ def build_parallel_gemm(module: ir.Module, name: str, spec, *, max_threads: int 
         void {name}(i64 M, i64 N, i64 K, ptr A, i64 lda, ptr B, i64 ldb, ptr C, i64 ldc,
                     ptr scratch, i64 nthreads, <epilogue args...>)
 
-    ``scratch`` holds ``gemm.scratch_floats(cfg, nthreads)`` floats. The entry splits C
-    into ``t <= nthreads`` blocks of whole register tiles — along N when the duplicated
-    packing of A is the cheaper one, else along M — with t chosen so each thread gets at
-    least ``min_madds_per_thread`` multiply-adds; t == 1 calls the tile function directly."""
+    ``scratch`` holds ``gemm.scratch_floats(cfg, nthreads, N, K)`` floats (any alignment).
+    The entry splits C into ``t <= nthreads`` blocks of whole register tiles — along N when
+    the duplicated packing of A is the cheaper one, else along M — with t chosen so each
+    thread gets at least ``min_madds_per_thread`` multiply-adds; t == 1 calls the tile
+    function directly. Static split: under CPU contention from other processes the
+    2-thread speedup falls toward 1x (the caller waits for the slower half)."""
     from graphc.codegen.cpu import gemm as G
     if min_madds_per_thread is None:
         min_madds_per_thread = _MIN_MADDS_PER_THREAD
@@ -515,9 +519,9 @@ def build_parallel_gemm(module: ir.Module, name: str, spec, *, max_threads: int 
     pfor = declare_parallel_for(module)
     extra_t = list(spec.epilogue.arg_types) if spec.epilogue else []
     max_threads = MAX_THREADS if max_threads is None else max(1, min(max_threads, MAX_THREADS))
-    per_thread = cfg.mc * cfg.kc + cfg.kc * cfg.nc + 16
     ctx_ty = ir.LiteralStructType([I64, I64, I64, PTR, I64, PTR, I64, PTR, I64, PTR,
-                                   I64, I64, I64, *extra_t])  # ..., T, split_n, ntiles
+                                   I64, I64, I64, I64, *extra_t])
+    # ..., T, split_n, ntiles, per-thread scratch stride (floats)
     # ---- task: thread t's block ---------------------------------------------------
     task = ir.Function(module, TASK_FN_TYPE, name=f"{name}.task")
     task.linkage = "internal"
@@ -525,11 +529,11 @@ def build_parallel_gemm(module: ir.Module, name: str, spec, *, max_threads: int 
     b = ir.IRBuilder(task.append_basic_block("entry"))
     f = [b.load(b.gep(ctxp, [I32(0), I32(i)], source_etype=ctx_ty), typ=ty)
          for i, ty in enumerate(ctx_ty.elements)]
-    M, N, K, A, lda, B, ldb, C, ldc, scratch, T, split_n, ntiles = f[:13]
-    extra = f[13:]
+    M, N, K, A, lda, B, ldb, C, ldc, scratch, T, split_n, ntiles, stride = f[:14]
+    extra = f[14:]
     lo = b.sdiv(b.mul(t, ntiles), T)
     hi = b.sdiv(b.mul(b.add(t, I64(1)), ntiles), T)
-    sc = b.gep(scratch, [b.mul(t, I64(per_thread))], source_etype=G.F32)
+    sc = b.gep(scratch, [b.mul(t, stride)], source_etype=G.F32)
     with b.if_else(b.icmp_signed("!=", split_n, I64(0))) as (by_n, by_m):
         with by_n:
             n0 = b.mul(lo, I64(cfg.nr))
@@ -578,8 +582,14 @@ def build_parallel_gemm(module: ir.Module, name: str, spec, *, max_threads: int 
     Tsel = b.select(use_n, Tn, Tm)
     with b.if_else(b.icmp_signed(">", Tsel, I64(1))) as (par, ser):
         with par:
+            # Per-thread scratch stride, as gemm._per_thread_floats(cfg, N, K).
+            one = I64(1)
+            kc_b = G._min(b, I64(cfg.kc), b.select(b.icmp_signed("<", K, one), one, K))
+            nc_b = G._min(b, I64(cfg.nc), b.mul(b.select(b.icmp_signed("<", tn, one), one, tn),
+                                                 I64(cfg.nr)))
+            stride = b.add(I64(cfg.mc * cfg.kc + 16), b.mul(kc_b, nc_b))
             vals = [M, N, K, A, lda, B, ldb, C, ldc, scratch, Tsel, b.zext(use_n, I64),
-                    b.select(use_n, tn, tm), *extra]
+                    b.select(use_n, tn, tm), stride, *extra]
             for i, v in enumerate(vals):
                 b.store(v, b.gep(ctx, [I32(0), I32(i)], source_etype=ctx_ty))
             b.call(pfor, [task, ctx, Tsel])
