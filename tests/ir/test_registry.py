@@ -3,7 +3,8 @@ its shape rule agrees with its numpy semantics, the interpreter agrees with an i
 numpy oracle, its VJP agrees with central finite differences in float64, and (if it is not a
 primitive) its decomposition agrees with its own semantics. Adding an op adds its tests.
 
-Oracles come from ``oracles_basic.py`` here and, once it exists, ``oracles_nn.py``.
+Oracles come from every ``oracles_*.py`` module here (``oracles_basic.py``, ``oracles_nn.py``,
+...), each exporting ``ORACLES``.
 """
 from __future__ import annotations
 
@@ -33,8 +34,10 @@ def _sibling(name: str):
 
 
 ORACLES = dict(_sibling("oracles_basic").ORACLES)
-if Path(__file__).with_name("oracles_nn.py").exists():
-    ORACLES.update(_sibling("oracles_nn").ORACLES)
+# Every tests/ir/oracles_*.py exports ORACLES (one module per op family); merge them all.
+for _path in sorted(Path(__file__).parent.glob("oracles_*.py")):
+    if _path.stem != "oracles_basic":
+        ORACLES.update(_sibling(_path.stem).ORACLES)
 
 OPS = sorted(all_ops())
 DIFFERENTIABLE = [n for n in OPS if get_op(n).vjp not in (None, NOT_DIFFERENTIABLE)]
@@ -99,7 +102,7 @@ def test_op_is_complete(name):
     if opdef.sample is None:
         missing.append("a `sample` function")
     if name not in ORACLES:
-        missing.append("an oracle in tests/ir/oracles_basic.py or oracles_nn.py")
+        missing.append("an oracle in one of tests/ir/oracles_*.py")
     if opdef.vjp is None:
         missing.append("a `vjp` (or vjp=NOT_DIFFERENTIABLE on purpose)")
     if not opdef.primitive and opdef.decompose is None:

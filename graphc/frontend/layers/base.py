@@ -639,12 +639,19 @@ class Layer:
         with TraceContext(g, training=bool(training), seed=seed, step=step) as ctx:
             out = self(pack_as(arrays, vals), *args[1:], training=training, **kwargs)
         out_flat = flatten(out)
-        g.set_outputs([o if isinstance(o, Value) else g.builder.const(o) for o in out_flat])
+        # State the call updated (BatchNormalization's moving statistics in training mode)
+        # is written back, as a Keras eager call assigns it.
+        updates = list(ctx.state_updates.items())
+        g.set_outputs([o if isinstance(o, Value) else g.builder.const(o) for o in out_flat]
+                      + [ctx.value_of(u) if isinstance(u, Variable) else u
+                         for _, u in updates])
         by_param = {val: var for var, val in ctx.var_values.items()}
         params = [by_param[p].value for p in g.params]
         res = interpret(g, [np.array(next_seed(), np.int64), np.array(0, np.int64)] + flat,
                         params)
-        return pack_as(out, res)
+        for (var, _), new in zip(updates, res[len(out_flat):]):
+            var.assign(new)
+        return pack_as(out, res[:len(out_flat)])
 
     # symbolic: KerasTensors in, KerasTensors out, a node recorded
     def _call_symbolic(self, args, kwargs, training):

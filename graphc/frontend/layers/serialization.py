@@ -18,10 +18,14 @@ def _class_name(layer) -> str:
 
 def serialize(layer) -> dict:
     from graphc.frontend.layers.core import TFOpLambda
-    from graphc.frontend.models import Model
+    from graphc.frontend.models import Functional, Model
     cls = type(layer)
+    registered = None
     if isinstance(layer, TFOpLambda):
         module = "keras.src.ops.numpy"
+    elif cls is Functional:
+        # Keras 3 resolves this class only by its module and registered name.
+        module, registered = "keras.src.models.functional", "Functional"
     elif isinstance(layer, Model):
         module = "keras"
     else:
@@ -30,7 +34,7 @@ def serialize(layer) -> dict:
     out = {"module": module if builtin else cls.__module__,
            "class_name": _class_name(layer),
            "config": layer.get_config(),
-           "registered_name": None if builtin else f"Custom>{cls.__name__}"}
+           "registered_name": registered if builtin else f"Custom>{cls.__name__}"}
     bc = layer.get_build_config() if layer.built else None
     if bc is not None:
         out["build_config"] = bc
