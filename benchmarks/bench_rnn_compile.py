@@ -6,15 +6,18 @@ per step).
 
     python benchmarks/bench_rnn_compile.py                 # LSTM/GRU/SimpleRNN, T=50..200
     python benchmarks/bench_rnn_compile.py --layers lstm --steps 200 --chunks 1 2 4 8 200
+    python benchmarks/bench_rnn_compile.py --layers stacked_lstm bilstm --steps 200
     python benchmarks/bench_rnn_compile.py --profile       # time per simplify pass
 
 Columns: traced = forward-graph nodes; train raw / train = train-graph nodes before and
 after simplify; build = tracing + autodiff + optimizer update; simplify = the pipeline's
 fold/algebra/cse/dce to a fixed point; pad MB = bytes written by the pads of the train
 graph (slice gradients: the cost that grows quadratically with flat per-step slicing);
-step = best of ``--reps`` wall times of one train step through the reference interpreter
-(numpy; best-of because the machine is shared, and its small matmuls are sensitive to
-OpenBLAS threading, so the header shows OPENBLAS_NUM_THREADS as found). ``chunk`` is the
+step = best of ``--reps`` wall times of one train step through the reference interpreter,
+timed round-robin over all cases (numpy; best-of and round-robin because machines are
+shared, and its small matmuls are sensitive to OpenBLAS threading — on 2 cores an LSTM
+step is several times slower with OpenBLAS' threads than with OPENBLAS_NUM_THREADS=1 —
+so the header shows the setting found). ``chunk`` is the
 number of time steps per input-projection matmul (``_FusedCell._chunk``). Ratios and sizes
 matter here, not absolute seconds.
 """
@@ -35,13 +38,18 @@ if ROOT not in sys.path:
 BATCH, FEATURES, UNITS = 32, 16, 64
 
 
+KINDS = ("lstm", "gru", "simple_rnn", "stacked_lstm", "bilstm")
+
+
 def build_model(kind: str, steps: int):
     from graphc.layers import Dense, Input
     from graphc.models import Sequential
-    from graphc.frontend.layers import recurrent
-    layer = {"lstm": recurrent.LSTM, "gru": recurrent.GRU,
-             "simple_rnn": recurrent.SimpleRNN}[kind](UNITS)
-    model = Sequential([Input((steps, FEATURES)), layer, Dense(1)])
+    from graphc.frontend.layers import recurrent as r
+    layers = {"lstm": lambda: [r.LSTM(UNITS)], "gru": lambda: [r.GRU(UNITS)],
+              "simple_rnn": lambda: [r.SimpleRNN(UNITS)],
+              "stacked_lstm": lambda: [r.LSTM(UNITS, return_sequences=True), r.LSTM(UNITS)],
+              "bilstm": lambda: [r.Bidirectional(r.LSTM(UNITS))]}[kind]()
+    model = Sequential([Input((steps, FEATURES)), *layers, Dense(1)])
     model.compile(optimizer="adam", loss="mse")
     return model
 
@@ -72,7 +80,7 @@ def step_inputs(graph, rng):
     return out
 
 
-def measure(kind: str, steps: int, chunk: int, reps: int, memory: bool) -> dict:
+def compile_case(kind: str, steps: int, chunk: int, memory: bool) -> dict:
     from graphc.frontend.layers import recurrent
     from graphc.ir.interpreter import interpret
     from graphc.passes import train_step as ts
@@ -94,11 +102,6 @@ def measure(kind: str, steps: int, chunk: int, reps: int, memory: bool) -> dict:
     rng = np.random.default_rng(0)
     ins = step_inputs(g, rng)
     params = [v.value for v in sg.params]
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        interpret(g, ins, params)
-        times.append(time.perf_counter() - t0)
     peak = None
     if memory:
         tracemalloc.start()
@@ -107,18 +110,20 @@ def measure(kind: str, steps: int, chunk: int, reps: int, memory: bool) -> dict:
         tracemalloc.stop()
     return {"layer": kind, "T": steps, "chunk": chunk, "traced": len(traced.nodes),
             "raw": raw, "train": len(g.nodes), "build": t_build, "simplify": t_simplify,
-            "step": min(times), "peak": peak, "passes": per_pass,
+            "run": lambda: interpret(g, ins, params), "times": [], "peak": peak,
+            "passes": per_pass,
             "pad_mb": sum(4 * int(np.prod(n.outputs[0].shape)) for n in g.nodes
                           if n.op == "pad") / 2**20}
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--layers", nargs="+", default=["lstm", "gru", "simple_rnn"])
+    ap.add_argument("--layers", nargs="+", default=["lstm", "gru", "simple_rnn"],
+                    choices=KINDS)
     ap.add_argument("--steps", nargs="+", type=int, default=[50, 100, 200])
     ap.add_argument("--chunks", nargs="+", type=int, default=None,
                     help="time steps per input-projection matmul (default: graphc's)")
-    ap.add_argument("--reps", type=int, default=5, help="train steps timed (median)")
+    ap.add_argument("--reps", type=int, default=5, help="train steps timed per case (best of)")
     ap.add_argument("--memory", action="store_true",
                     help="peak interpreter memory of one step (tracemalloc; slow)")
     ap.add_argument("--profile", action="store_true", help="time per simplify pass")
@@ -134,19 +139,25 @@ def main(argv=None):
     if args.memory:
         head += f"{'peak MB':>9}"
     print(head)
-    rows = []
-    for kind in args.layers:
-        for steps in args.steps:
-            for chunk in chunks:
-                r = measure(kind, steps, chunk, args.reps, args.memory)
-                rows.append(r)
-                line = (f"{kind:<11}{steps:>5}{chunk:>6}{r['traced']:>8}"
-                        f"{r['traced'] / steps:>6.1f}{r['raw']:>10}{r['train']:>7}"
-                        f"{r['train'] / steps:>6.1f}{r['pad_mb']:>8.1f}{r['build']:>9.2f}"
-                        f"{r['simplify']:>11.2f}{r['step'] * 1e3:>9.1f}")
-                if args.memory:
-                    line += f"{r['peak'] / 2**20:>9.1f}"
-                print(line, flush=True)
+    rows = [compile_case(kind, steps, chunk, args.memory)
+            for kind in args.layers for steps in args.steps for chunk in chunks]
+    # Train steps are timed round-robin over all cases, so that load from other processes
+    # on a shared machine falls on every case alike.
+    for _ in range(args.reps):
+        for r in rows:
+            t0 = time.perf_counter()
+            r["run"]()
+            r["times"].append(time.perf_counter() - t0)
+    for r in rows:
+        r["step"] = min(r["times"])
+        steps = r["T"]
+        line = (f"{r['layer']:<11}{steps:>5}{r['chunk']:>6}{r['traced']:>8}"
+                f"{r['traced'] / steps:>6.1f}{r['raw']:>10}{r['train']:>7}"
+                f"{r['train'] / steps:>6.1f}{r['pad_mb']:>8.1f}{r['build']:>9.2f}"
+                f"{r['simplify']:>11.2f}{r['step'] * 1e3:>9.1f}")
+        if args.memory:
+            line += f"{r['peak'] / 2**20:>9.1f}"
+        print(line, flush=True)
     if args.profile:
         print("\nsimplify, seconds per pass (summed over rounds):")
         for r in rows:

@@ -78,8 +78,8 @@ def keras3(out):
     mlp = keras.Sequential([keras.Input((6,)), layers.Dense(8, activation="relu", name="hidden"),
                             layers.Dense(4, activation="tanh"),
                             layers.Dense(3, activation="softmax", name="probs")], name="mlp")
-    mlp.compile(optimizer=keras.optimizers.Adam(learning_rate=0.01), loss="categorical_crossentropy",
-                metrics=["accuracy"])
+    mlp.compile(optimizer=keras.optimizers.Adam(learning_rate=0.01),
+                loss="categorical_crossentropy", metrics=["accuracy"])
     x = rng.normal(size=(32, 6)).astype("float32")
     y = keras.utils.to_categorical(rng.integers(0, 3, size=32), 3)
     mlp.fit(x, y, epochs=2, batch_size=8, shuffle=False, verbose=0)

@@ -21,10 +21,14 @@ def _np_dtype(dtype) -> np.dtype:
     return DType.of(dtype if dtype is not None else "float32").np
 
 
-def compute_fans(shape) -> tuple[int, int]:
+def compute_fans(shape, input_axes=None, output_axes=None) -> tuple[int, int]:
     """Keras fans: vectors use their length; a conv kernel ``(*spatial, in, out)``
-    multiplies the channel counts by the receptive field (product of spatial dims)."""
+    multiplies the channel counts by the receptive field (product of spatial dims).
+    Keras 3.15 lets ``input_axes``/``output_axes`` name the axes of each fan instead."""
     shape = tuple(int(d) for d in shape)
+    if input_axes is not None and output_axes is not None:
+        return (int(np.prod([shape[a] for a in input_axes])),
+                int(np.prod([shape[a] for a in output_axes])))
     if len(shape) < 1:
         return 1, 1
     if len(shape) == 1:
@@ -149,8 +153,11 @@ class VarianceScaling(RandomInitializer):
     _MODES = ("fan_in", "fan_out", "fan_avg")
     _DISTS = ("truncated_normal", "untruncated_normal", "uniform")
 
-    def __init__(self, scale=1.0, mode="fan_in", distribution="truncated_normal", seed=None):
+    def __init__(self, scale=1.0, mode="fan_in", distribution="truncated_normal", seed=None,
+                 input_axes=None, output_axes=None):
         super().__init__(seed)
+        self.input_axes = None if input_axes is None else tuple(input_axes)
+        self.output_axes = None if output_axes is None else tuple(output_axes)
         if scale <= 0.0:
             raise ValueError(f"VarianceScaling: scale must be positive, got {scale}")
         if distribution == "normal":  # Keras 2 spelling
@@ -164,7 +171,7 @@ class VarianceScaling(RandomInitializer):
 
     def __call__(self, shape, dtype="float32"):
         shape = tuple(shape)
-        fan_in, fan_out = compute_fans(shape)
+        fan_in, fan_out = compute_fans(shape, self.input_axes, self.output_axes)
         n = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2.0}[self.mode]
         scale = self.scale / max(1.0, n)
         rng = self._rng()
@@ -180,17 +187,24 @@ class VarianceScaling(RandomInitializer):
 
     def get_config(self):
         return {"scale": self.scale, "mode": self.mode, "distribution": self.distribution,
-                **super().get_config()}
+                **super().get_config(), **self._axes_config()}
+
+    def _axes_config(self):
+        if self.input_axes is None and self.output_axes is None:
+            return {}
+        return {"input_axes": list(self.input_axes) if self.input_axes else None,
+                "output_axes": list(self.output_axes) if self.output_axes else None}
 
 
 class _FixedVarianceScaling(VarianceScaling):
     _ARGS: tuple = ()
 
-    def __init__(self, seed=None):
-        super().__init__(*self._ARGS, seed=seed)
+    def __init__(self, seed=None, input_axes=None, output_axes=None):
+        super().__init__(*self._ARGS, seed=seed, input_axes=input_axes,
+                         output_axes=output_axes)
 
     def get_config(self):
-        return {"seed": self.seed}
+        return {"seed": self.seed, **self._axes_config()}
 
 
 class GlorotUniform(_FixedVarianceScaling):

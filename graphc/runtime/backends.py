@@ -16,10 +16,21 @@ def register_backend(name: str, factory: Callable):
     _BACKENDS[name] = factory
 
 
+# Backends that register themselves when their module is first imported: looked up on
+# demand, so importing graphc never pulls in llvmlite (or numba).
+_LAZY = {"cpu": "graphc.codegen.cpu.backend"}
+
+
 def get_backend(name: str):
     from graphc.config import KNOWN_TARGETS
     if name not in KNOWN_TARGETS:
         raise TargetError(f"unknown target {name!r}; known targets: {', '.join(KNOWN_TARGETS)}")
+    if name not in _BACKENDS and name in _LAZY:
+        import importlib
+        try:
+            importlib.import_module(_LAZY[name])
+        except ImportError as e:    # e.g. llvmlite missing: the target is unavailable
+            raise TargetError(f"target {name!r} cannot load here: {e}") from e
     if name not in _BACKENDS:
         raise TargetError(f"target {name!r} is not implemented yet in this version of graphc; "
                           f"use target='reference'")

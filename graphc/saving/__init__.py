@@ -103,6 +103,7 @@ def load_model(filepath, custom_objects=None, compile: bool = True,  # noqa: A00
     ``.h5``), compiled from its saved config when ``compile`` and it has one."""
     from graphc.saving import keras_zip, legacy_h5, model_config, weights_h5
     from graphc.saving.common import open_h5, reading, sniff
+    kwargs.pop("options", None)          # Keras 2 (tf.saved_model options)
     if kwargs:
         raise TypeError(f"load_model() got unexpected keyword arguments {sorted(kwargs)}")
     custom = {**_GLOBAL_CUSTOM_OBJECTS, **_scope_objects(), **dict(custom_objects or {})}
@@ -155,8 +156,10 @@ def save_weights(model, filepath, overwrite: bool = True, **kwargs) -> None:
 
     from graphc.saving import legacy_h5, weights_h5
     from graphc.saving.common import atomic_write
-    kwargs.pop("save_format", None)
+    kwargs.pop("save_format", None)       # Keras 2: the name decides here
     kwargs.pop("options", None)
+    if kwargs.get("max_shard_size", None) is None:
+        kwargs.pop("max_shard_size", None)
     if kwargs:
         raise TypeError(f"save_weights() got unexpected keyword arguments {sorted(kwargs)}")
     fmt = _weights_format(filepath)

@@ -86,12 +86,32 @@ def atomic_write(filepath, overwrite: bool = True):
     try:
         yield tmp
         _fsync_path(tmp)
-        os.replace(tmp, path)
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            _link_no_clobber(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.remove(tmp)
         raise
     _fsync_path(directory)
+
+
+def _link_no_clobber(tmp: str, path: str) -> None:
+    """Move ``tmp`` to ``path`` unless ``path`` exists (also if another process created it
+    while we were writing): a hard link fails instead of replacing."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise ExistingFileError(f"{path!r} already exists and overwrite=False (it appeared "
+                                f"while saving); the new file was not written") from None
+    except OSError:
+        # No hard links on this file system: fall back to check-then-replace.
+        if os.path.exists(path):
+            raise ExistingFileError(f"{path!r} already exists and overwrite=False") from None
+        os.replace(tmp, path)
+        return
+    os.remove(tmp)
 
 
 # --------------------------------------------------------------------------------------
@@ -164,7 +184,7 @@ def reading(what: str):
     """Wrap the low-level errors of reading a file's content into ``FileFormatError``."""
     try:
         yield
-    except (OSError, KeyError, zipfile.BadZipFile, EOFError, RuntimeError) as e:
+    except (OSError, KeyError, zipfile.BadZipFile, EOFError) as e:
         from graphc.saving.errors import SavingError
         if isinstance(e, SavingError):
             raise

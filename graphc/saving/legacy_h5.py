@@ -12,9 +12,11 @@ inside that group (Keras 2: ``dense/kernel:0``; Keras 3: ``seq/d1/kernel``); a l
 weights are its trainable then non-trainable weights; plus ``top_level_model_weights``.
 String lists longer than 64 KiB are split into ``layer_names0``, ``layer_names1``, ...
 
-Loading matches layers **by position** among those that have weights (Keras' rule), or by
-layer name with ``by_name=True``; every count and shape is checked before anything is
-assigned.
+Loading matches layers **by position** among those that have weights (Keras' rule) — or by
+name when the file lists exactly the model's layer names (a model rebuilt from the file's
+config: then position and name agree, unless Keras ordered a functional model's layers
+differently, where the name is right) — or by layer name with ``by_name=True``. Every
+count and shape is checked before anything is assigned.
 """
 from __future__ import annotations
 
@@ -61,8 +63,8 @@ def write_weights(group, model) -> None:
     for layer in sorted(layers, key=lambda l: l.name):
         g = group.create_group(layer.name)
         _write_subset(g, [(_weight_name(layer, v), v) for v in legacy_weights(layer)])
-    own = [v for v in list(getattr(model, "_trainable_variables", []))
-           + list(getattr(model, "_non_trainable_variables", []))]
+    own = list(getattr(model, "_trainable_variables", [])) + \
+        list(getattr(model, "_non_trainable_variables", []))
     g = group.create_group("top_level_model_weights")
     _write_subset(g, [(f"{model.name}/{v.name}", v) for v in own])
 
@@ -104,8 +106,6 @@ def legacy_model_config(serialized: dict) -> dict:
             cfg = dict(out["config"])
             cfg["batch_input_shape"] = cfg.pop("batch_shape")
             out["config"] = cfg
-        if d.get("registered_name") and d["registered_name"] != d["class_name"]:
-            out["class_name"] = d["registered_name"]
         for k in ("name", "inbound_nodes"):
             if k in d:
                 out[k] = d[k]
@@ -177,6 +177,10 @@ def _read_layer(group, name: str, source: str):
     return names, values
 
 
+def _shapes(names, arrays) -> str:
+    return ", ".join(f"{n} {tuple(a.shape)}" for n, a in zip(names, arrays)) or "none"
+
+
 def plan_weights(group, model, source: str, by_name: bool = False,
                  skip_mismatch: bool = False) -> list:
     """Validate the legacy layout in ``group`` against ``model``; return the
@@ -194,9 +198,8 @@ def plan_weights(group, model, source: str, by_name: bool = False,
         if len(ws) != len(values):
             problems.append(f"{label}: the model's layer '{layer.name}' "
                             f"({type(layer).__name__}) has {len(ws)} weight(s) "
-                            f"({', '.join(f'{w.name} {tuple(w.shape)}' for w in ws)}), the "
-                            f"file's layer '{fname}' has {len(values)} "
-                            f"({', '.join(f'{n} {tuple(v.shape)}' for n, v in zip(names, values))})")
+                            f"({_shapes([w.name for w in ws], ws)}), the file's layer "
+                            f"'{fname}' has {len(values)} ({_shapes(names, values)})")
             return
         pairs = []
         for w, n, v in zip(ws, names, values):
@@ -213,10 +216,25 @@ def plan_weights(group, model, source: str, by_name: bool = False,
         index = {}
         for l in model.layers:
             index.setdefault(l.name, l)
+        hits = 0
         for fname, names, values in file_layers:
             layer = index.get(fname)
             if layer is None:
                 continue
+            hits += 1
+            check(layer, fname, names, values, f"layer '{fname}'")
+        if not hits and model_layers and file_layers:
+            warnings.warn(f"load_weights(by_name=True): no layer of model '{model.name}' "
+                          f"has a name found in {source} (its layers: "
+                          f"{', '.join(f[0] for f in file_layers[:8])}). Nothing was loaded.",
+                          UserWarning, stacklevel=3)
+    elif sorted(l.name for l in model_layers) == sorted(f[0] for f in file_layers):
+        # The same layer names (e.g. a model rebuilt from this file's own config): pair by
+        # name, which is what position means when both sides list layers in one order,
+        # and stays right where a Keras 2 functional model listed them in another.
+        by_layer_name = {f[0]: f for f in file_layers}
+        for layer in model_layers:
+            fname, names, values = by_layer_name[layer.name]
             check(layer, fname, names, values, f"layer '{fname}'")
     else:
         if len(file_layers) != len(model_layers):
@@ -241,10 +259,9 @@ def plan_weights(group, model, source: str, by_name: bool = False,
         if values or own:
             if len(values) != len(own) or any(tuple(v.shape) != tuple(w.shape)
                                               for w, v in zip(own, values)):
-                problems.append(f"the model's own weights "
-                                f"({', '.join(f'{w.name} {tuple(w.shape)}' for w in own) or 'none'}) "
+                problems.append(f"the model's own weights ({_shapes([w.name for w in own], own)}) "
                                 f"do not match the file's top_level_model_weights "
-                                f"({', '.join(f'{n} {tuple(v.shape)}' for n, v in zip(names, values)) or 'none'})")
+                                f"({_shapes(names, values)})")
             else:
                 assignments.extend((w, read_dataset(v)) for w, v in zip(own, values))
 

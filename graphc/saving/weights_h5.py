@@ -18,7 +18,11 @@ variables in creation order, then its non-trainable ones) and an attribute ``nam
 layer's name; absent in files from before late 2024, so reading never needs it).
 
 Loading walks the model the same way, checks every group (presence, variable count, each
-shape) and only then assigns, so a file for another architecture changes nothing.
+shape) and only then assigns, so a file for another architecture changes nothing. Where a
+container's layers carry exactly the model's names in the file but at other places, they
+are paired by name (see ``_file_paths``). A layer whose variables Keras keeps in sublayers
+under other attribute names can say so with a ``_keras_saving_children()`` method yielding
+``(attribute, child)`` pairs.
 """
 from __future__ import annotations
 
@@ -105,9 +109,7 @@ def walk(model, include_optimizer: bool = True) -> list[Entry]:
     from graphc.frontend.optimizers import Optimizer
     entries: list[Entry] = []
     visited: set[int] = set()
-
-    def join(a, b):
-        return f"{a}/{b}" if a else b
+    join = _join
 
     def visit(obj, path):
         if id(obj) in visited:
@@ -184,11 +186,76 @@ def is_keras3_layout(h5) -> bool:
                                  "_layer_checkpoint_dependencies"))
 
 
-def _vars_group(h5, entry: Entry):
-    if entry.vars_path in h5:
-        return h5[entry.vars_path]
+def _join(a: str, b: str) -> str:
+    return f"{a}/{b}" if a else b
+
+
+def _vars_path(path: str) -> str:
+    return _join(path, "vars")
+
+
+def _file_paths(h5, entries: list[Entry]) -> dict[str, str]:
+    """Where each walked object's group sits in the file: its Keras path, except in a
+    container whose layers the file names (``name`` attributes) exactly as the model
+    does but in another order — then by name. For a model rebuilt from the file's own
+    config the names always agree, so an ordering difference between graphc's and Keras'
+    ``model.layers`` cannot pair a layer with another layer's weights."""
+    out = {"": ""}
+    by_container: dict[str, list[Entry]] = {}
+    for e in entries:
+        if e.path and not e.is_optimizer:
+            by_container.setdefault(e.path.rpartition("/")[0], []).append(e)
+    names_cache: dict[str, dict | None] = {}
+
+    def mapped(path):
+        p = path
+        while True:
+            p = p.rpartition("/")[0]
+            if p in out:
+                return _join(out[p], path[len(p):].lstrip("/"))
+
+    def file_names(fparent):
+        if fparent not in names_cache:
+            found: dict | None = {}
+            group = h5.get(fparent) if fparent else h5
+            if group is None or not hasattr(group, "keys"):
+                found = None
+            else:
+                for child in group.keys():
+                    sub = group[child]
+                    if not hasattr(sub, "keys") or "vars" not in sub:
+                        continue
+                    n = attr_str(sub["vars"], "name")
+                    if not n or n in found:
+                        found = None
+                        break
+                    found[n] = child
+            names_cache[fparent] = found
+        return names_cache[fparent]
+
+    for e in entries:
+        if not e.path:
+            continue
+        if e.is_optimizer:
+            out[e.path] = mapped(e.path)
+            continue
+        parent, _, leaf = e.path.rpartition("/")
+        fparent = mapped(e.path).rpartition("/")[0]
+        names = file_names(fparent)
+        siblings = sorted(x.name for x in by_container[parent])
+        if names is not None and siblings == sorted(names) and e.name in names:
+            out[e.path] = _join(fparent, names[e.name])
+        else:
+            out[e.path] = _join(fparent, leaf)
+    return out
+
+
+def _vars_group(h5, fpath: str):
+    vp = _vars_path(fpath)
+    if vp in h5:
+        return h5[vp]
     # Keras 2.13 wrote ``_layer_checkpoint_dependencies`` where Keras 3 writes ``layers``.
-    alt = entry.vars_path.replace("layers", "_layer_checkpoint_dependencies")
+    alt = vp.replace("layers", "_layer_checkpoint_dependencies")
     if "_layer_checkpoint_dependencies" in h5 and alt in h5:
         return h5[alt]
     return None
@@ -208,10 +275,6 @@ def _shape_list(variables) -> str:
     return ", ".join(f"{v.name} {tuple(v.shape)}" for v in variables) or "none"
 
 
-class Mismatch(Exception):
-    """One layer that does not fit (collected, then raised together or skipped)."""
-
-
 def plan(h5, model, source: str, skip_mismatch: bool = False, by_name: bool = False,
          load_optimizer: bool = True):
     """Validate the Keras 3 layout in ``h5`` against ``model`` and return the
@@ -220,7 +283,7 @@ def plan(h5, model, source: str, skip_mismatch: bool = False, by_name: bool = Fa
     entries = walk(model, include_optimizer=False)
     assignments: list = []
     problems: list[str] = []
-    used_groups: set[str] = set()
+    matched = 0
 
     by_name_groups = {}
     if by_name:
@@ -231,20 +294,21 @@ def plan(h5, model, source: str, skip_mismatch: bool = False, by_name: bool = Fa
                     by_name_groups.setdefault(n, obj)
         h5.visititems(lambda n, o: collect(n, o) if hasattr(o, "keys") else None)
 
+    fpaths = {} if by_name else _file_paths(h5, entries)
     for entry in entries:
         if by_name:
             group = by_name_groups.get(entry.name) if entry.variables else None
             if group is None:
                 continue
         else:
-            group = _vars_group(h5, entry)
+            group = _vars_group(h5, fpaths[entry.path])
         if group is None:
             if entry.variables:
                 problems.append(f"{entry.describe()} has {len(entry.variables)} weight(s) "
                                 f"({_shape_list(entry.variables)}) but the file has no "
-                                f"group '{entry.vars_path}'")
+                                f"group '{_vars_path(fpaths[entry.path])}'")
             continue
-        used_groups.add(group.name)
+        matched += 1
         stored = _datasets(group)
         saved_name = attr_str(group, "name")
         label = entry.describe() + (f" (saved as '{saved_name}')"
@@ -269,7 +333,7 @@ def plan(h5, model, source: str, skip_mismatch: bool = False, by_name: bool = Fa
     if not by_name:
         # Weights the model has no place for mean another architecture (Keras would skip
         # them silently and leave layers at their initial values; we refuse instead).
-        walked = {e.vars_path for e in entries}
+        walked = {_vars_path(p) for p in fpaths.values()}
         extra = []
 
         def find_extra(name, obj):
@@ -284,6 +348,12 @@ def plan(h5, model, source: str, skip_mismatch: bool = False, by_name: bool = Fa
             problems.append(f"the file has weights for {len(extra)} object(s) the model does "
                             f"not have: {', '.join(extra[:8])}{' ...' if len(extra) > 8 else ''}")
 
+    if by_name and not matched and any(e.variables for e in entries):
+        warnings.warn(f"load_weights(by_name=True): no layer of model '{model.name}' has a "
+                      f"name found in {source} (Keras 3 files record names in the 'name' "
+                      f"attribute of each vars group; files from before late 2024 lack "
+                      f"it). Nothing was loaded.", UserWarning, stacklevel=3)
+
     if problems:
         msg = (f"{source} does not fit model '{model.name}' ({len(problems)} problem(s)):\n  "
                + "\n  ".join(problems))
@@ -293,17 +363,21 @@ def plan(h5, model, source: str, skip_mismatch: bool = False, by_name: bool = Fa
                       UserWarning, stacklevel=3)
 
     if load_optimizer and isinstance(model, Model):
-        assignments.extend(plan_optimizers(h5, model, source))
+        assignments.extend(plan_optimizers(h5, model, source, entries, fpaths))
     return assignments
 
 
-def plan_optimizers(h5, model, source: str) -> list:
+def plan_optimizers(h5, model, source: str, entries=None, fpaths=None) -> list:
     """State for every compiled model's optimizer in the walk (the root's at
     ``optimizer/vars``; a compiled nested model's at ``layers/.../optimizer/vars``)."""
     from graphc.frontend.models import Model
+    if entries is None:
+        entries = walk(model, include_optimizer=False)
+    if not fpaths:
+        fpaths = _file_paths(h5, entries)
     out = []
     seen: set[int] = set()
-    for entry in walk(model, include_optimizer=False):
+    for entry in entries:
         obj = entry.obj
         if not isinstance(obj, Model) or not getattr(obj, "compiled", False):
             continue
@@ -311,7 +385,7 @@ def plan_optimizers(h5, model, source: str) -> list:
         if opt is None or id(opt) in seen:
             continue
         seen.add(id(opt))
-        path = f"{entry.path}/optimizer/vars" if entry.path else "optimizer/vars"
+        path = _vars_path(_join(fpaths.get(entry.path, entry.path), "optimizer"))
         if path not in h5:
             continue
         optimizer_state.build_for(obj, opt)

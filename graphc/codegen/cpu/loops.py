@@ -22,7 +22,8 @@ import numpy as np
 from llvmlite import ir
 
 from graphc.codegen.kernel import (Acc, Const, Expr, Guard, IndexValue, IxAdd, IxDiv, IxMod,
-                                   IxMul, Lit, Load, LoopKernel, Op, Random, Var)
+                                   IxMul, Lit, Load, LoopKernel, Op, Random, Reduction, Store,
+                                   Var, ix_add, ix_div, ix_mod, ix_mul)
 from graphc.errors import GraphcError
 from graphc.ir.dtypes import DType
 
@@ -188,6 +189,136 @@ def kernel_cost(k: LoopKernel) -> int:
         points *= int(np.prod(k.reduction.extents)) if k.reduction.extents else 1
     return points * max(per, 1)
 
+# ----------------------------------------------------------------------------- coalescing
+
+
+def _lin(ix):
+    """Linear form of an index: (constant, {axis: coefficient}, [(coefficient, div/mod term)])."""
+    if isinstance(ix, Var):
+        return 0, {ix.axis: 1}, []
+    if isinstance(ix, Lit):
+        return ix.value, {}, []
+    if isinstance(ix, IxAdd):
+        c1, d1, n1 = _lin(ix.a)
+        c2, d2, n2 = _lin(ix.b)
+        d = dict(d1)
+        for a, v in d2.items():
+            d[a] = d.get(a, 0) + v
+        return c1 + c2, d, n1 + n2
+    if isinstance(ix, IxMul):
+        c, d, n = _lin(ix.a)
+        return c * ix.c, {a: v * ix.c for a, v in d.items()}, [(k * ix.c, t) for k, t in n]
+    return 0, {}, [(1, ix)]
+
+
+def _kernel_indices(k: LoopKernel):
+    out = [s.index for s in k.stores]
+    for e in iter_exprs(kernel_roots(k)):
+        if isinstance(e, Load):
+            out.append(e.index)
+        elif isinstance(e, Guard):
+            out.extend(c[0] for c in e.conds)
+        elif isinstance(e, IndexValue):
+            out.append(e.index)
+        elif isinstance(e, Random):
+            out.append(e.flat)
+        elif isinstance(e, DynLoad):
+            out.append(e.base)
+    return out
+
+
+def coalesce(k: LoopKernel) -> LoopKernel:
+    """The same kernel over fewer axes: size-1 axes dropped, and adjacent axes merged where
+    every index uses them as one row-major flat axis (an elementwise kernel over [32,8,8,16]
+    becomes one loop of 8192). Longer inner loops vectorize better; the values computed
+    and their order are unchanged (merged reduction axes keep row-major order)."""
+    red = k.reduction
+    npar = len(k.shape)
+    extents = list(k.shape) + (list(red.extents) if red is not None else [])
+    if any(e == 0 for e in extents):
+        return k
+    forms = [_lin(ix) for ix in set(_kernel_indices(k))]
+    nonlin_vars = set()
+    for _, _, n in forms:
+        for _, t in n:
+            _ix_vars(t, nonlin_vars)
+    groups, cur = [], None        # groups of consecutive axes (outer first)
+    for a in range(len(extents)):
+        if extents[a] == 1:
+            continue
+        if cur is not None and (cur[-1] < npar) == (a < npar) and \
+                a not in nonlin_vars and cur[-1] not in nonlin_vars and \
+                all(d.get(cur[-1], 0) == d.get(a, 0) * extents[a] for _, d, _ in forms):
+            cur.append(a)
+            continue
+        cur = [a]
+        groups.append(cur)
+    if all(len(g) == 1 for g in groups) and all(e > 1 for e in extents):
+        return k
+    new_of = {g[-1]: n for n, g in enumerate(groups)}     # innermost axis -> new axis
+    single = {g[0]: n for n, g in enumerate(groups) if len(g) == 1}
+    new_npar = sum(1 for g in groups if g[0] < npar)
+    new_ext = [int(np.prod([extents[a] for a in g])) for g in groups]
+
+    ix_memo = {}
+
+    def ix(x):
+        hit = ix_memo.get(x)
+        if hit is not None:
+            return hit
+        c, d, n = _lin(x)
+        out = Lit(c)
+        for a, v in d.items():
+            if v and a in new_of:
+                out = ix_add(out, ix_mul(Var(new_of[a]), v // 1))
+        for v, t in n:
+            out = ix_add(out, ix_mul(nl(t), v))
+        ix_memo[x] = out
+        return out
+
+    def nl(t):
+        if isinstance(t, Var):
+            return Var(single[t.axis]) if t.axis in single else Lit(0)
+        if isinstance(t, Lit):
+            return t
+        if isinstance(t, IxAdd):
+            return ix_add(nl(t.a), nl(t.b))
+        if isinstance(t, IxMul):
+            return ix_mul(nl(t.a), t.c)
+        if isinstance(t, IxDiv):
+            return ix_div(nl(t.a), t.c)
+        return ix_mod(nl(t.a), t.c)
+
+    memo = {}
+
+    def ex(e):
+        hit = memo.get(id(e))
+        if hit is not None:
+            return hit
+        if isinstance(e, Load):
+            out = Load(e.buffer, ix(e.index), e.dtype)
+        elif isinstance(e, Op):
+            out = Op(e.op, tuple(ex(a) for a in e.args), e.dtype, e.attrs)
+        elif isinstance(e, Guard):
+            out = Guard(tuple((ix(c[0]), c[1], c[2]) for c in e.conds), ex(e.then),
+                        ex(e.otherwise), e.dtype)
+        elif isinstance(e, IndexValue):
+            out = IndexValue(ix(e.index), e.dtype)
+        elif isinstance(e, Random):
+            out = Random(ex(e.seed), ex(e.counter), e.salt, ix(e.flat), e.dtype)
+        elif isinstance(e, DynLoad):
+            out = DynLoad(e.buffer, ix(e.base), ex(e.dyn), e.stride, e.bound, e.dtype)
+        else:
+            out = e                 # Const, Acc
+        memo[id(e)] = out
+        return out
+
+    stores = [Store(s.buffer, ix(s.index), ex(s.value)) for s in k.stores]
+    new_red = None
+    if red is not None:
+        new_red = Reduction(tuple(new_ext[new_npar:]), red.combiner, ex(red.value), red.dtype)
+    return LoopKernel(k.name, tuple(new_ext[:new_npar]), stores, new_red)
+
 # ----------------------------------------------------------------------------- the emitter
 
 
@@ -198,6 +329,56 @@ class KernelFunction:
     fn: ir.Function
     arg_buffers: list
     extent: int
+
+
+class _Scope:
+    """A place code can go: a block (code is inserted before its terminator) that dominates
+    everything nested in it, and the loop variables it binds (``ACC``: the finished
+    accumulator is readable here)."""
+    __slots__ = ("block", "binds")
+
+    def __init__(self, block, binds):
+        self.block, self.binds = block, binds
+
+
+ACC = "acc"
+# The interchanged reduction keeps one accumulator per element of the innermost parallel
+# axis on the stack: bounded so the frame stays small.
+MAX_INTERCHANGE = 2048
+
+
+def ix_coef(ix, axis, extents):
+    """d(ix)/d(Var(axis)) when ix is linear in it (div/mod that the ranges prove trivial
+    included), else None."""
+    if isinstance(ix, Var):
+        return 1 if ix.axis == axis else 0
+    if isinstance(ix, Lit):
+        return 0
+    if isinstance(ix, IxAdd):
+        a, b = ix_coef(ix.a, axis, extents), ix_coef(ix.b, axis, extents)
+        return None if a is None or b is None else a + b
+    if isinstance(ix, IxMul):
+        a = ix_coef(ix.a, axis, extents)
+        return None if a is None else a * ix.c
+    a = ix_coef(ix.a, axis, extents)
+    if a == 0:
+        return 0
+    lo, hi = ix_range(ix.a, extents)
+    if isinstance(ix, IxDiv):
+        return 0 if lo >= 0 and lo // ix.c == hi // ix.c else None
+    return a if 0 <= lo and hi < ix.c else None
+
+
+def _no_vectorize_id(module):
+    """A fresh ``llvm.loop`` ID (self-referential, as LLVM wants) saying: do not vectorize."""
+    n = getattr(module, "_graphc_loops", 0) + 1
+    module._graphc_loops = n
+    off = module.add_metadata([ir.MetaDataString(module, "llvm.loop.vectorize.enable"),
+                               ir.Constant(I1, 0)])
+    tag = module.add_metadata([ir.MetaDataString(module, f"graphc.loop.{n}")])
+    md = module.add_metadata([off, tag])
+    md.operands = (md,) + tuple(md.operands)
+    return md
 
 
 class _Emitter:
@@ -211,161 +392,249 @@ class _Emitter:
         self.extents = list(kernel.shape) + (list(red.extents) if red is not None else [])
         self.empty_red = red is not None and any(e == 0 for e in red.extents)
         self.memo: dict = {}
-        self.ix_memo: dict = {}
-        self.lvl_memo: dict = {}
+        self.vars_memo: dict = {}
         self.lo, self.hi = lo, hi
+        self.chain = []
 
     # -- structure ------------------------------------------------------------------
+    def _open(self, pred, axis, start, end, extra_binds=(), inner=True):
+        """A do-while loop over [start, end) entered from block ``pred`` (terminated here);
+        returns (scope of its body, latch, exit). The body is left open for children.
+        ``inner=False``: a loop with loops inside, which LLVM must not vectorize."""
+        fn, b = self.fn, self.b
+        body = fn.append_basic_block(f"a{axis}.body")
+        latch = fn.append_basic_block(f"a{axis}.latch")
+        exit_ = fn.append_basic_block(f"a{axis}.exit")
+        b.position_at_end(pred)
+        b.branch(body)
+        b.position_at_end(body)
+        i = b.phi(I64, name=f"i{axis}")
+        i.add_incoming(start, pred)
+        b.position_at_end(latch)
+        nxt = b.add(i, I64(1), name=f"i{axis}.next", flags=("nuw", "nsw"))
+        i.add_incoming(nxt, latch)
+        br = b.cbranch(b.icmp_signed("<", nxt, end), body, exit_)
+        if not inner:
+            # O3 fully unrolls short inner loops first; the loop vectorizer would then
+            # vectorize the enclosing loop with gathers across rows. Forbid that: the
+            # unrolled contiguous body is left to the SLP vectorizer.
+            br.set_metadata("llvm.loop", _no_vectorize_id(self.m))
+        binds = {axis: i}
+        for x in extra_binds:
+            binds[x] = None
+        return _Scope(body, binds), latch, exit_
+
+    def _close(self, tail, latch):
+        self.b.position_at_end(tail)
+        self.b.branch(latch)
+
+    def _range(self, axis, split_axis):
+        if axis == split_axis:
+            return self.lo, self.hi
+        return I64(0), I64(self.extents[axis])
+
+    def _interchange(self, par_axes, red_axes) -> bool:
+        """Put the innermost parallel axis inside the reduction loops (one accumulator per
+        element of it) when that axis walks some load contiguously: the inner loop then
+        vectorizes, while each accumulator still sums in the fixed order."""
+        red = self.k.reduction
+        if red is None or not par_axes or not red_axes or self.empty_red:
+            return False
+        last = par_axes[-1]
+        if self.extents[last] > MAX_INTERCHANGE or last != self.npar - 1:
+            return False
+        for e in iter_exprs([red.value]):
+            if isinstance(e, Load) and ix_coef(e.index, last, self.extents) == 1:
+                return True
+        return False
+
     def build(self):
         k, fn, b = self.k, self.fn, self.b
         entry = fn.append_basic_block("entry")
-        exit_ = fn.append_basic_block("exit")
-        b.position_at_end(exit_)
-        b.ret_void()
-        b.position_at_end(entry)
+        top = _Scope(entry, {})
         if any(d == 0 for d in k.shape):
-            b.branch(exit_)
+            b.position_at_end(entry)
+            b.ret_void()
             return
+        red = k.reduction
         par_axes = [a for a in range(self.npar) if self.extents[a] > 1]
-        red_axes = [] if k.reduction is None or self.empty_red else \
+        red_axes = [] if red is None or self.empty_red else \
             [a for a in range(self.npar, len(self.extents)) if self.extents[a] > 1]
-        nest = par_axes + red_axes
-        self.depth_of = {a: d for d, a in enumerate(nest)}
-        npl = len(par_axes)
-        has_red = k.reduction is not None
-        self.POST = npl + 0.5
-        bodies = [fn.append_basic_block(f"l{d}.a{a}") for d, a in enumerate(nest)]
-        latches = [fn.append_basic_block(f"l{d}.latch") for d in range(len(nest))]
-        post = fn.append_basic_block("post") if has_red else None
-        # blocks[L]: where code needing the loop vars of depths < L goes (L = 0: entry).
-        self.blocks = [entry] + bodies
-        if has_red:
-            self.blocks_post = post
-        self.vars = [None] * len(self.extents)
-        for a in range(len(self.extents)):
-            if self.extents[a] <= 1:
-                self.vars[a] = I64(0)
-        self.accs = []
-        if has_red:
-            # Accumulators live in allocas (entry block) that mem2reg turns into phis across
-            # however many reduction loops there are.
-            self.accs = [b.alloca(reg_type(k.reduction.dtype))]
-            if k.reduction.combiner == "argmax":
-                self.accs.append(b.alloca(I64))
-
-        def after_loop(d):      # where control goes when loop d is finished
-            if has_red and d == npl:
-                return post
-            return latches[d - 1] if d > 0 else exit_
-
-        inner_next = post if (has_red and not red_axes) else (
-            latches[-1] if nest else exit_)
-        split = bool(par_axes)
-        for d, a in enumerate(nest):
-            pred = self.blocks[d]
-            b.position_at_end(pred)
-            if d == 0 and split:
-                b.cbranch(b.icmp_signed("<", self.lo, self.hi), bodies[0], exit_)
+        split_axis = par_axes[0] if par_axes else None
+        self.unit = {a for a in range(len(self.extents)) if self.extents[a] <= 1}
+        self.guard_vars = set()
+        for e in iter_exprs(kernel_roots(k)):
+            if isinstance(e, Guard):
+                for c in e.conds:
+                    _ix_vars(c[0], self.guard_vars)
+        self.interchanged = self._interchange(par_axes, red_axes)
+        outer = par_axes[:-1] if self.interchanged else par_axes
+        b.position_at_end(entry)
+        if red is not None:
+            if self.interchanged:
+                n = self.extents[par_axes[-1]]
+                self.acc_arr = [b.alloca(ir.ArrayType(reg_type(red.dtype), n))]
+                if red.combiner == "argmax":
+                    self.acc_arr.append(b.alloca(ir.ArrayType(I64, n)))
+                for a in self.acc_arr:
+                    a.type = PTR
             else:
-                b.branch(bodies[d])
-            start, end = (self.lo, self.hi) if (d == 0 and split) else (I64(0), I64(self.extents[a]))
-            b.position_at_end(bodies[d])
-            i = b.phi(I64, name=f"i{a}")
-            i.add_incoming(start, pred)
-            self.vars[a] = i
-            b.position_at_end(latches[d])
-            nxt = b.add(i, I64(1), name=f"i{a}.next", flags=("nuw", "nsw"))
-            i.add_incoming(nxt, latches[d])
-            b.cbranch(b.icmp_signed("<", nxt, end), bodies[d], after_loop(d))
-        b.position_at_end(self.blocks[-1])
-        b.branch(inner_next)
-        if has_red:
+                # Scalar accumulators: allocas that mem2reg turns into phis across however
+                # many reduction loops there are.
+                self.accs = [b.alloca(reg_type(red.dtype))]
+                if red.combiner == "argmax":
+                    self.accs.append(b.alloca(I64))
+        cur = entry
+        exit_fn = fn.append_basic_block("done")
+        if split_axis is not None:
+            first = fn.append_basic_block("start")
+            b.cbranch(b.icmp_signed("<", self.lo, self.hi), first, exit_fn)
+            cur = first
+        chain = [top]
+        closers = []
+        for n_, a in enumerate(outer):
+            deeper = n_ < len(outer) - 1 or red_axes or self.interchanged
+            s, latch, ex = self._open(cur, a, *self._range(a, split_axis), inner=not deeper)
+            chain.append(s)
+            closers.append((latch, ex))
+            cur = s.block
+        if red is None:
+            later = [lambda c=list(chain): self._stores(c)]
+        elif not self.interchanged:
+            rchain, rclosers = list(chain), []
+            for n_, a in enumerate(red_axes):
+                s, latch, ex = self._open(cur, a, I64(0), I64(self.extents[a]),
+                                          inner=n_ == len(red_axes) - 1)
+                rchain.append(s)
+                rclosers.append((latch, ex))
+                cur = s.block
+            # the reduction body, then the post block reading the finished accumulator
+            post = fn.append_basic_block("post")
+            for latch, ex in reversed(rclosers):
+                self._close(cur, latch)
+                cur = ex
+            b.position_at_end(cur)
+            b.branch(post)
+            cur = post
             b.position_at_end(post)
-            b.branch(latches[npl - 1] if npl else exit_)
-        self.red_level = npl               # the accumulator is reset at this level
-        self.inner_level = len(nest)
-        self._emit_body()
+            post_chain = chain + [_Scope(post, {ACC: None})]
+            later = [lambda c=list(chain): self._emit_reset(c),
+                     lambda: self._emit_update(rchain), lambda: self._stores(post_chain)]
+        else:
+            last = par_axes[-1]
+            rng = self._range(last, split_axis)
+            s, latch, ex = self._open(cur, last, *rng)
+            init_chain = chain + [s]
+            self._close(s.block, latch)
+            cur = ex
+            rchain, rclosers = list(chain), []
+            for a in red_axes:
+                s2, l2, e2 = self._open(cur, a, I64(0), I64(self.extents[a]), inner=False)
+                rchain.append(s2)
+                rclosers.append((l2, e2))
+                cur = s2.block
+            s3, l3, e3 = self._open(cur, last, *rng)
+            rchain.append(s3)
+            self._close(s3.block, l3)
+            cur = e3
+            for latch2, ex2 in reversed(rclosers):
+                self._close(cur, latch2)
+                cur = ex2
+            s4, l4, e4 = self._open(cur, last, *rng, extra_binds=(ACC,))
+            post_chain = chain + [s4]
+            self._close(s4.block, l4)
+            cur = e4
+            later = [lambda: self._emit_reset(init_chain), lambda: self._emit_update(rchain),
+                     lambda: self._stores(post_chain)]
+        for latch, ex in reversed(closers):
+            self._close(cur, latch)
+            cur = ex
+        b.position_at_end(cur)
+        b.branch(exit_fn)
+        b.position_at_end(exit_fn)
+        b.ret_void()
+        # Code goes in once every block is terminated (always inserted before terminators).
+        for f in later:
+            f()
 
-    def _at(self, level):
-        blk = self.blocks_post if level == getattr(self, "POST", None) and \
-            self.k.reduction is not None else self.blocks[int(level)]
-        self.b.position_before(blk.terminator)
+    def _at(self, scope):
+        self.b.position_before(scope.block.terminator)
 
-    # -- levels ---------------------------------------------------------------------
-    def ix_level(self, ix) -> int:
-        lv = 0
-        for a in _ix_vars(ix, set()):
-            if self.extents[a] > 1:
-                lv = max(lv, self.depth_of[a] + 1)
-        return lv
+    def _var(self, axis, chain):
+        for s in reversed(chain):
+            if axis in s.binds:
+                return s.binds[axis]
+        raise GraphcError(f"kernel {self.k.name}: loop variable i{axis} used out of scope")
 
-    def level(self, e):
-        hit = self.lvl_memo.get(id(e))
+    def _place(self, vs, chain):
+        for s in reversed(chain):
+            if any(v in s.binds for v in vs):
+                return s
+        return chain[0]
+
+    # -- variables an expression depends on ----------------------------------------------
+    def ix_vars(self, ix):
+        return frozenset(a for a in _ix_vars(ix, set()) if a not in self.unit)
+
+    def vars_of(self, e) -> frozenset:
+        hit = self.vars_memo.get(id(e))
         if hit is not None:
             return hit
         if isinstance(e, Load):
-            lv = self.ix_level(e.index)
-        elif isinstance(e, (Const,)):
-            lv = 0
+            vs = self.ix_vars(e.index)
+        elif isinstance(e, Const):
+            vs = frozenset()
         elif isinstance(e, Op):
-            lv = max([self.level(a) for a in e.args], default=0)
+            vs = frozenset().union(*[self.vars_of(a) for a in e.args])
         elif isinstance(e, Guard):
-            lv = max([self.ix_level(c[0]) for c in e.conds] +
-                     [self.level(e.then), self.level(e.otherwise)])
+            vs = frozenset().union(*[self.ix_vars(c[0]) for c in e.conds],
+                                   self.vars_of(e.then), self.vars_of(e.otherwise))
         elif isinstance(e, IndexValue):
-            lv = self.ix_level(e.index)
+            vs = self.ix_vars(e.index)
         elif isinstance(e, Random):
-            lv = max(self.level(e.seed), self.level(e.counter), self.ix_level(e.flat))
+            vs = self.vars_of(e.seed) | self.vars_of(e.counter) | self.ix_vars(e.flat)
         elif isinstance(e, DynLoad):
-            lv = max(self.ix_level(e.base), self.level(e.dyn))
+            vs = self.ix_vars(e.base) | self.vars_of(e.dyn)
         elif isinstance(e, Acc):
             if self.k.reduction is None:
                 raise GraphcError(f"kernel {self.k.name}: 'acc' outside a reduction")
-            lv = self.POST
+            vs = frozenset((ACC,))
         else:
             raise TypeError(e)
-        if lv != getattr(self, "POST", -1) and lv > self.inner_level:
-            raise GraphcError(f"kernel {self.k.name}: bad expression level")
-        self.lvl_memo[id(e)] = lv
-        return lv
+        self.vars_memo[id(e)] = vs
+        return vs
 
-    # -- body -----------------------------------------------------------------------
-    def _emit_body(self):
-        k, b = self.k, self.b
-        red = k.reduction
-        if red is not None:
-            # reset, update, and the stores after the reduction loops
-            self._at(self.red_level)
-            init = min_value(red.dtype) if red.combiner in ("max", "argmax") else \
-                constant(red.dtype, 0)
-            b.store(init, self.accs[0])
-            if red.combiner == "argmax":
-                b.store(I64(0), self.accs[1])
-            if not self.empty_red:
-                v = self.value(red.value)
-                self._at(self.inner_level)
-                self._update(red, v)
-            self._stores(self.POST)
-        else:
-            self._stores(self.inner_level)
+    # -- reduction ------------------------------------------------------------------
+    def _acc_ptrs(self, chain):
+        if not self.interchanged:
+            return self.accs
+        i = self._var(self.npar - 1, chain)
+        return [self.b.gep(a, [i], inbounds=True, source_etype=t)
+                for a, t in zip(self.acc_arr, self._acc_types())]
 
-    def _stores(self, level):
-        b = self.b
-        for st in self.k.stores:
-            v = self.value(st.value)
-            idx = self.index(st.index)
-            self._at(level)
-            buf = self.buffers[st.buffer]
-            v = self.convert(v, st.value.dtype, buf.dtype)
-            if buf.dtype == DType.bool:
-                v = b.zext(v, I8)
-            p = b.gep(self.ptrs[st.buffer], [idx], inbounds=True, source_etype=mem_type(buf.dtype))
-            b.store(v, p)
+    def _acc_types(self):
+        red = self.k.reduction
+        return [reg_type(red.dtype)] + ([I64] if red.combiner == "argmax" else [])
 
-    def _update(self, red, v):
-        b = self.b
+    def _emit_reset(self, chain):
+        red, b = self.k.reduction, self.b
+        self._at(chain[-1])
+        ptrs = self._acc_ptrs(chain)
+        init = min_value(red.dtype) if red.combiner in ("max", "argmax") else \
+            constant(red.dtype, 0)
+        b.store(init, ptrs[0])
+        if red.combiner == "argmax":
+            b.store(I64(0), ptrs[1])
+
+    def _emit_update(self, chain):
+        red, b = self.k.reduction, self.b
+        if self.empty_red:
+            return
+        v = self.value(red.value, chain)
+        self._at(chain[-1])
+        ptrs = self._acc_ptrs(chain)
         dt = red.dtype
-        acc = b.load(self.accs[0], typ=reg_type(dt))
+        acc = b.load(ptrs[0], typ=reg_type(dt))
         if red.combiner == "sum":
             if dt.is_float:
                 new = b.fadd(acc, v)          # in order, no reassociation: deterministic
@@ -373,50 +642,62 @@ class _Emitter:
                 new = b.or_(acc, v)
             else:
                 new = b.add(acc, v)
-            b.store(new, self.accs[0])
+            b.store(new, ptrs[0])
         elif red.combiner == "max":
-            b.store(self.maximum(acc, v, dt), self.accs[0])
+            b.store(minmax_ir(b, acc, v, dt), ptrs[0])
         elif red.combiner == "argmax":
             # First max wins; a NaN is the max (numpy) and the first NaN sticks.
             if dt.is_float:
-                upd = b.and_(b.fcmp_unordered(">", v, acc),
-                             b.fcmp_ordered("==", acc, acc))
+                upd = b.and_(b.fcmp_unordered(">", v, acc), b.fcmp_ordered("==", acc, acc))
             else:
                 upd = (b.icmp_signed if dt in (DType.i32, DType.i64) else b.icmp_unsigned)(
                     ">", v, acc)
             flat = I64(0)
-            n = len(self.k.shape)
             for a, ext in enumerate(red.extents):
-                flat = b.add(b.mul(flat, I64(ext)), self.vars[n + a])
-            old = b.load(self.accs[1], typ=I64)
-            b.store(b.select(upd, v, acc), self.accs[0])
-            b.store(b.select(upd, flat, old), self.accs[1])
+                x = I64(0) if (self.npar + a) in self.unit else self._var(self.npar + a, chain)
+                flat = b.add(b.mul(flat, I64(ext)), x)
+            old = b.load(ptrs[1], typ=I64)
+            b.store(b.select(upd, v, acc), ptrs[0])
+            b.store(b.select(upd, flat, old), ptrs[1])
         else:
             raise GraphcError(f"unknown reduction combiner {red.combiner!r}")
 
+    def _stores(self, chain):
+        b = self.b
+        for st in self.k.stores:
+            v = self.value(st.value, chain)
+            idx = self.index(st.index, chain)
+            self._at(chain[-1])
+            buf = self.buffers[st.buffer]
+            v = self.convert(v, st.value.dtype, buf.dtype)
+            if buf.dtype == DType.bool:
+                v = b.zext(v, I8)
+            p = b.gep(self.ptrs[st.buffer], [idx], inbounds=True, source_etype=mem_type(buf.dtype))
+            b.store(v, p)
+
     # -- indices --------------------------------------------------------------------
-    def index(self, ix) -> ir.Value:
-        hit = self.ix_memo.get(ix)
+    def index(self, ix, chain) -> ir.Value:
+        if isinstance(ix, Lit):
+            return I64(ix.value)
+        if isinstance(ix, Var):
+            return I64(0) if ix.axis in self.unit else self._var(ix.axis, chain)
+        scope = self._place(self.ix_vars(ix), chain)
+        key = (ix, id(scope))
+        hit = self.memo.get(key)
         if hit is not None:
             return hit
-        lv = self.ix_level(ix)
-        self._at(lv)
         b = self.b
-        if isinstance(ix, Var):
-            v = self.vars[ix.axis]
-        elif isinstance(ix, Lit):
-            v = I64(ix.value)
-        elif isinstance(ix, IxAdd):
-            x, y = self.index(ix.a), self.index(ix.b)
-            self._at(lv)
+        if isinstance(ix, IxAdd):
+            x, y = self.index(ix.a, chain), self.index(ix.b, chain)
+            self._at(scope)
             v = b.add(x, y)
         elif isinstance(ix, IxMul):
-            x = self.index(ix.a)
-            self._at(lv)
+            x = self.index(ix.a, chain)
+            self._at(scope)
             v = b.mul(x, I64(ix.c))
         elif isinstance(ix, (IxDiv, IxMod)):
-            x = self.index(ix.a)
-            self._at(lv)
+            x = self.index(ix.a, chain)
+            self._at(scope)
             lo, _ = ix_range(ix.a, self.extents)
             if lo >= 0:
                 v = (b.udiv if isinstance(ix, IxDiv) else b.urem)(x, I64(ix.c))
@@ -432,24 +713,70 @@ class _Emitter:
                     v = b.select(neg, b.add(r, I64(ix.c)), r)
         else:
             raise TypeError(ix)
-        self.ix_memo[ix] = v
+        self.memo[key] = v
         return v
 
-    def load(self, buffer: int, ix, dtype: DType, idx_val=None, rng=None) -> ir.Value:
-        """buffers[buffer][ix], clamped into the buffer when the index may leave it (such
-        loads only matter where a guard holds; clamping makes them safe everywhere)."""
+    def _clamp_outside_inner(self, index, chain, size):
+        """A load index that may leave its buffer is clamped; clamping the whole index would
+        make every lane's address data-dependent (a gather). When the index is
+        ``rest + c * v`` with ``v`` the innermost loop variable, clamp only ``rest`` (loop
+        invariant) into the range that keeps every ``v`` in bounds: the load stays
+        contiguous. Returns an emitter, or None when that does not apply."""
+        inner = next((a for s in reversed(chain) for a in s.binds if a != ACC), None)
+        if inner is None or inner in self.guard_vars:
+            # Sound only if no guard depends on v: then, per value of the outer variables,
+            # either every lane's load is in bounds (``rest`` is inside the clamp range, the
+            # clamp changes nothing) or the guard discards every lane.
+            return None
+        c, d, n = _lin(index)
+        coef = d.get(inner, 0)
+        if coef == 0 or any(inner in _ix_vars(t, set()) for _, t in n):
+            return None
+        lo_v, hi_v = ix_range(Var(inner), self.extents)
+        ilo, ihi = sorted((coef * lo_v, coef * hi_v))
+        rest = Lit(c)
+        for a, v in d.items():
+            if a != inner and v:
+                rest = ix_add(rest, ix_mul(Var(a), v))
+        for v, t in n:
+            rest = ix_add(rest, ix_mul(t, v))
+        lo_ok, hi_ok = -ilo, size - 1 - ihi
+        if lo_ok > hi_ok:
+            return None
+
+        def emit(buffer, dtype, scope):
+            b = self.b
+            rrng = ix_range(rest, self.extents)
+            rscope = self._place(self.ix_vars(rest), chain)
+            key = ("clamp", rest, lo_ok, hi_ok, id(rscope))
+            r = self.memo.get(key)
+            if r is None:
+                r = self.index(rest, chain)
+                self._at(rscope)
+                if rrng[0] < lo_ok:
+                    r = b.select(b.icmp_signed("<", r, I64(lo_ok)), I64(lo_ok), r)
+                if rrng[1] > hi_ok:
+                    r = b.select(b.icmp_signed(">", r, I64(hi_ok)), I64(hi_ok), r)
+                self.memo[key] = r
+            iv = self._var(inner, chain)
+            self._at(scope)
+            idx = b.add(r, b.mul(iv, I64(coef)) if coef != 1 else iv)
+            return self.load(buffer, idx, (0, size - 1), dtype)
+        return emit
+
+    def load(self, buffer: int, idx, rng, dtype: DType) -> ir.Value:
+        """buffers[buffer][idx], clamped into the buffer when the index range ``rng`` may
+        leave it (such loads only matter where a guard holds; clamping makes them safe)."""
         b = self.b
         buf = self.buffers[buffer]
         if buf.size == 0:
             return constant(dtype, 0)
-        idx = self.index(ix) if idx_val is None else idx_val
-        lo, hi = ix_range(ix, self.extents) if rng is None else rng
-        if lo < 0 or hi > buf.size - 1:
-            if lo < 0:
-                idx = b.select(b.icmp_signed("<", idx, I64(0)), I64(0), idx)
-            if hi > buf.size - 1:
-                last = I64(buf.size - 1)
-                idx = b.select(b.icmp_signed(">", idx, last), last, idx)
+        lo, hi = rng
+        if lo < 0:
+            idx = b.select(b.icmp_signed("<", idx, I64(0)), I64(0), idx)
+        if hi > buf.size - 1:
+            last = I64(buf.size - 1)
+            idx = b.select(b.icmp_signed(">", idx, last), last, idx)
         p = b.gep(self.ptrs[buffer], [idx], inbounds=True, source_etype=mem_type(buf.dtype))
         v = b.load(p, typ=mem_type(buf.dtype))
         if buf.dtype == DType.bool:
@@ -457,41 +784,48 @@ class _Emitter:
         return self.convert(v, buf.dtype, dtype)
 
     # -- values ---------------------------------------------------------------------
-    def value(self, e) -> ir.Value:
-        hit = self.memo.get(id(e))
-        if hit is not None:
-            return hit
-        lv = self.level(e)
-        v = self._value(e, lv)
-        self.memo[id(e)] = v
-        return v
-
-    def _value(self, e, lv):
-        b = self.b
-        if isinstance(e, Load):
-            self.index(e.index)
-            self._at(lv)
-            return self.load(e.buffer, e.index, e.dtype)
+    def value(self, e, chain) -> ir.Value:
         if isinstance(e, Const):
             return constant(e.dtype, e.value)
+        scope = self._place(self.vars_of(e), chain)
+        key = (id(e), id(scope))
+        hit = self.memo.get(key)
+        if hit is not None:
+            return hit
+        v = self._value(e, scope, chain)
+        self.memo[key] = v
+        return v
+
+    def _value(self, e, scope, chain):
+        b = self.b
+        if isinstance(e, Load):
+            rng = ix_range(e.index, self.extents)
+            size = self.buffers[e.buffer].size
+            if (rng[0] < 0 or rng[1] > size - 1) and size > 0:
+                split = self._clamp_outside_inner(e.index, chain, size)
+                if split is not None:
+                    return split(e.buffer, e.dtype, scope)
+            idx = self.index(e.index, chain)
+            self._at(scope)
+            return self.load(e.buffer, idx, rng, e.dtype)
         if isinstance(e, Op):
-            args = [self.value(a) for a in e.args]
-            self._at(lv)
+            args = [self.value(a, chain) for a in e.args]
+            self._at(scope)
             return self.op(e.op, args, [a.dtype for a in e.args], e.dtype, e.attrs)
         if isinstance(e, Guard):
-            then, other = self.value(e.then), self.value(e.otherwise)
+            then, other = self.value(e.then, chain), self.value(e.otherwise, chain)
             conds = []
             for ix, lo, hi in e.conds:
                 rlo, rhi = ix_range(ix, self.extents)
                 if rlo >= lo and rhi < hi:
                     continue            # always holds
-                v = self.index(ix)
-                self._at(lv)
+                v = self.index(ix, chain)
+                self._at(scope)
                 if rlo < lo:
                     conds.append(b.icmp_signed(">=", v, I64(lo)))
                 if rhi >= hi:
                     conds.append(b.icmp_signed("<", v, I64(hi)))
-            self._at(lv)
+            self._at(scope)
             if not conds:
                 return then
             c = conds[0]
@@ -499,51 +833,47 @@ class _Emitter:
                 c = b.and_(c, x)
             return b.select(c, then, other)
         if isinstance(e, IndexValue):
-            v = self.index(e.index)
-            self._at(lv)
+            v = self.index(e.index, chain)
+            self._at(scope)
             return self.convert(v, DType.i64, e.dtype)
         if isinstance(e, Random):
-            key = self.random_key(e.seed, e.counter, e.salt)
-            flat = self.index(e.flat)
-            self._at(lv)
-            return self.random_value(key, flat, e.dtype)
+            key = self.random_key(e.seed, e.counter, e.salt, chain)
+            flat = self.index(e.flat, chain)
+            self._at(scope)
+            return random_value_ir(b, key, flat, e.dtype)
         if isinstance(e, DynLoad):
-            d = self.value(e.dyn)
-            base = self.index(e.base)
-            self._at(lv)
+            d = self.value(e.dyn, chain)
+            base = self.index(e.base, chain)
+            self._at(scope)
             d64 = self.convert(d, e.dyn.dtype, DType.i64)
             ok = b.and_(b.icmp_signed(">=", d64, I64(0)), b.icmp_signed("<", d64, I64(e.bound)))
-            safe = b.select(ok, d64, I64(0))
-            idx = b.add(base, b.mul(safe, I64(e.stride)))
+            idx = b.add(base, b.mul(b.select(ok, d64, I64(0)), I64(e.stride)))
             lo, hi = ix_range(e.base, self.extents)
-            v = self.load(e.buffer, None, e.dtype, idx_val=idx,
-                          rng=(lo, hi + (e.bound - 1) * e.stride))
+            v = self.load(e.buffer, idx, (lo, hi + (e.bound - 1) * e.stride), e.dtype)
             return b.select(ok, v, constant(e.dtype, 0))
         if isinstance(e, Acc):
-            self._at(lv)
+            self._at(scope)
             red = self.k.reduction
+            ptrs = self._acc_ptrs(chain)
             if red.combiner == "argmax":
-                return self.convert(b.load(self.accs[1], typ=I64), DType.i64, e.dtype)
-            return self.convert(b.load(self.accs[0], typ=reg_type(red.dtype)), red.dtype,
-                                e.dtype)
+                return self.convert(b.load(ptrs[1], typ=I64), DType.i64, e.dtype)
+            return self.convert(b.load(ptrs[0], typ=reg_type(red.dtype)), red.dtype, e.dtype)
         raise TypeError(e)
 
     # -- random ---------------------------------------------------------------------
-    def random_key(self, seed_e, counter_e, salt):
-        k = ("rkey", id(seed_e), id(counter_e), salt)
+    def random_key(self, seed_e, counter_e, salt, chain):
+        seed, counter = self.value(seed_e, chain), self.value(counter_e, chain)
+        scope = self._place(self.vars_of(seed_e) | self.vars_of(counter_e), chain)
+        k = ("rkey", id(seed_e), id(counter_e), salt, id(scope))
         hit = self.memo.get(k)
         if hit is not None:
             return hit
-        seed, counter = self.value(seed_e), self.value(counter_e)
-        self._at(max(self.level(seed_e), self.level(counter_e)))
+        self._at(scope)
         seed = self.convert(seed, seed_e.dtype, DType.i64)
         counter = self.convert(counter, counter_e.dtype, DType.i64)
         v = random_key_ir(self.b, seed, counter, salt)
         self.memo[k] = v
         return v
-
-    def random_value(self, key, flat, dt):
-        return random_value_ir(self.b, key, flat, dt)
 
     # -- ops ------------------------------------------------------------------------
     def intrinsic(self, name, dt, nargs=1):
@@ -755,6 +1085,7 @@ def build_loop_kernel(module: ir.Module, name: str, kernel: LoopKernel, buffers,
         ptrs[bid] = arg
     lo, hi = fn.args[len(used)], fn.args[len(used) + 1]
     lo.name, hi.name = "lo", "hi"
+    kernel = coalesce(kernel)
     em = _Emitter(module, fn, kernel, buffers, ptrs, lo, hi)
     em.build()
     extent = next((d for d in kernel.shape if d > 1), 1)

@@ -26,8 +26,7 @@ from __future__ import annotations
 
 from llvmlite import ir
 
-from graphc.codegen.cpu.conv import I32, I64, PTR, VOID, _Fn, _host_width, _vty, _decl, \
-    pick_width
+from graphc.codegen.cpu.conv import I32, I64, _decl, _Fn, _host_width, _vty, pick_width
 from graphc.ir.ops import nn as _nn
 
 __all__ = [

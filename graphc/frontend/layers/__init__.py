@@ -33,3 +33,5 @@ from graphc.frontend.layers.misc import (ActivityRegularization, Dot,  # noqa: F
                                          RepeatVector, SpatialDropout1D, SpatialDropout2D,
                                          SpatialDropout3D, dot)
 from graphc.frontend.layers.embedding import Embedding  # noqa: F401
+from graphc.frontend.layers.recurrent import (GRU, LSTM, RNN, Bidirectional,  # noqa: F401
+                                              GRUCell, LSTMCell, SimpleRNN, SimpleRNNCell)

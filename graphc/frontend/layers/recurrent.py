@@ -2,33 +2,36 @@
 (both ``reset_after`` conventions), their cells, the ``RNN(cell)`` wrapper and
 ``Bidirectional``.
 
-Time is a **static unroll** over ``graphc.ops``, shaped so that a long sequence stays cheap:
+Time is a **static unroll** over ``graphc.ops``; no IR loop construct was needed. A
+200-step LSTM (batch 32, 16 features, 64 units, ``benchmarks/bench_rnn_compile.py``) traces
+to 16 nodes per step and a simplified train graph of ~48 nodes per step (9.7k nodes), built
+and simplified in about a second on the 2-core dev machine. What keeps it small and linear:
 
-* the input projection ``x @ kernel + bias`` of ALL time steps is one big matmul before the
-  loop, laid out as ``[batch, steps * gates]`` so a step's slice is one ``slice`` node with
-  no reshape;
-* the per-step slices come from a balanced binary tree of slices, not ``steps`` slices of
-  the whole tensor: the gradient of a slice is a ``pad`` to the sliced tensor's shape, so
-  ``steps`` flat slices would cost ``steps`` full-size pads and adds in the backward pass
-  (quadratic in ``steps``), while the tree costs ``2 log2(steps)`` full-size passes;
-* each step is one ``h @ recurrent_kernel`` plus fused gate math (one sigmoid over all
-  sigmoid gates, then column slices) — 4 nodes per SimpleRNN step, 14 per LSTM step,
-  16 per GRU step.
-
-An IR loop construct was not needed: ``benchmarks/bench_rnn_compile.py`` measures a
-200-step LSTM (batch 32, 16 features, 64 units) and its train graph builds and simplifies in
-seconds (see the numbers there and in ``docs`` of the issue report).
+* one ``h @ recurrent_kernel`` per step and fused gate math — one sigmoid over all of an
+  LSTM's/GRU's gate columns, then column slices;
+* the input projection ``x_t @ kernel + bias`` is one matmul per step on a step slice of the
+  input. The "one big matmul over all steps, then slice" alternative was measured slower
+  (train step 1.8x, peak memory 2.1x): a slice's gradient is a pad to the full shape it
+  was cut from, and wide projections make those pads dominate;
+* a computed sequence is cut into steps by a balanced binary tree of slices, so the
+  backward pads cost two full-size passes per tree level (O(T log T)); flat slicing is
+  O(T^2) — measured 1.3 GB of pads and 2.7 GB peak memory for the LSTM above. A model
+  input (never differentiated) is sliced flat; a sequence that a return_sequences RNN
+  concatenated from step values is not sliced at all (the step values are reused);
+* Keras' zero initial state lets the first step skip its recurrent matmul.
 
 Dropout follows Keras' ``DropoutRNNCell``: one input mask and one recurrent mask per
-sequence (per gate when ``recurrent_dropout`` forces Keras' ``implementation=1``), fixed
-across time steps, drawn with the counter-based ``random_uniform`` op from the trace's
-``seed``/``step`` and a salt hashed from the layer name — so a mask is a pure function of
-(run seed, step, layer) on every backend.
+sequence (one per gate when ``recurrent_dropout`` makes Keras use ``implementation=1``),
+fixed across time steps, drawn with the counter-based ``random_uniform`` op from the
+trace's ``seed``/``step`` and a salt hashed from the layer name — a pure function of
+(run seed, step, layer) on every backend. Masking (``mask=``) and ``stateful=True`` are not
+supported and say so.
 
-Variables keep Keras' names and order (``kernel``, ``recurrent_kernel``, ``bias`` of the
-cell); their IR names are ``"{layer}.kernel"`` (``"{bidirectional}.forward_lstm.kernel"``
-inside ``Bidirectional``), so that two LSTMs never share a param name although Keras names
-every cell ``lstm_cell``.
+Variables keep Keras' names, shapes and order (the cell's ``kernel``,
+``recurrent_kernel``, ``bias``; ``forward_layer`` then ``backward_layer`` in
+``Bidirectional``); their IR names are ``"{layer}.kernel"``
+(``"{bidirectional}.forward_lstm.kernel"`` inside ``Bidirectional``), since Keras names
+every cell ``lstm_cell`` and IR param names must be unique.
 """
 from __future__ import annotations
 
@@ -43,6 +46,7 @@ from graphc.frontend.layers.base import (InputSpec, Layer, get_activation, get_c
                                          stable_hash31)
 from graphc.frontend.tracing import current_trace
 from graphc.frontend.variables import Variable
+from graphc.ir.dtypes import DType
 from graphc.ir.graph import Value
 
 __all__ = ["SimpleRNNCell", "LSTMCell", "GRUCell", "RNN", "SimpleRNN", "LSTM", "GRU",
@@ -67,16 +71,23 @@ def _concat(xs, axis: int):
     return xs[0] if len(xs) == 1 else ops.apply("concat", *xs, axis=axis)
 
 
-def split_columns(x2, widths) -> list:
+def split_columns(x2, widths, tree: bool = True) -> list:
     """``x2`` ``[batch, sum(widths)]`` -> consecutive column blocks of those widths.
 
     A balanced binary tree of slices rather than one slice of ``x2`` per block: a slice's
     gradient is a pad back to the shape it was cut from, so flat slicing would add one
     full-size pad and add per block to the backward pass (quadratic in the number of
-    blocks); the tree keeps that to two full-size passes per level.
+    blocks); the tree keeps that to two full-size passes per level. ``tree=False`` cuts
+    flat, for a value no gradient flows into.
     """
     widths = list(widths)
     out: list = []
+    if not tree:
+        lo = 0
+        for w in widths:
+            out.append(_cols(x2, lo, lo + w))
+            lo += w
+        return out
 
     def rec(v, lo, hi):                       # v holds blocks lo..hi-1
         if hi - lo == 1:
@@ -91,10 +102,16 @@ def split_columns(x2, widths) -> list:
     return out
 
 
-def split_steps(x2, steps: int, width: int) -> list:
+def split_steps(x2, steps: int, width: int, tree: bool = True) -> list:
     """``[batch, steps * width]`` -> ``steps`` values ``[batch, width]`` (see
     ``split_columns``)."""
-    return split_columns(x2, [width] * steps)
+    return split_columns(x2, [width] * steps, tree)
+
+
+def _is_leaf(x) -> bool:
+    """A graph input (or param): the train step never differentiates with respect to
+    one, so slicing it needs no gradient-friendly tree."""
+    return isinstance(x, Value) and x.node is None
 
 
 def _step_pieces(x):
@@ -104,8 +121,7 @@ def _step_pieces(x):
     Taking them directly saves slicing the sequence apart again — and, in the backward
     pass, the pads those slices' gradients would be.
     """
-    from graphc.ir.graph import Value as _V
-    if not isinstance(x, _V) or x.node is None or x.node.op != "reshape":
+    if not isinstance(x, Value) or x.node is None or x.node.op != "reshape":
         return None
     src = x.node.inputs[0]
     b, t, f = x.shape
@@ -151,7 +167,7 @@ def _dropout_mask(shape, rate: float, salt: int, dtype):
 
 
 def _zeros(shape, dtype):
-    return ops.broadcast_to(np.zeros((), np.dtype(dtype)), tuple(shape))
+    return ops.broadcast_to(np.zeros((), DType.of(dtype).np), tuple(shape))
 
 
 def _as_list(states):
@@ -193,9 +209,12 @@ class _FusedCell(Layer):
     calling ``call`` step by step."""
 
     _gates = 1
-    #: Time steps per input-projection matmul (see ``_step_inputs``; measured in
-    #: benchmarks/bench_rnn_compile.py).
-    _chunk = 4
+    #: Time steps per input-projection matmul (see ``_step_inputs``). Measured with
+    #: ``bench_rnn_compile.py --chunks`` (LSTM, T=200, batch 32, 16 -> 64, reference
+    #: target, steps timed round-robin): 1 step per matmul gives the fastest train step
+    #: (145 ms; 2: 165, 4: 181, 8: 198, all 200: 264 ms) and the least memory, for ~9%
+    #: more train-graph nodes than one whole-sequence matmul.
+    _chunk = 1
 
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid",
                  use_bias=True, kernel_initializer="glorot_uniform",
@@ -346,7 +365,7 @@ class _FusedCell(Layer):
         """
         b, t, f = x.shape
         g = self._gates * self.units
-        masks = self._input_masks((b, 1, f), training, x.dtype)
+        masks = self._input_masks((b, f), training, x.dtype)
         c = max(1, min(int(self._chunk), t))
         sizes = [min(c, t - i) for i in range(0, t, c)]
         pieces = _step_pieces(x)
@@ -356,12 +375,18 @@ class _FusedCell(Layer):
                 chunks.append(_concat(pieces[i:i + n], 1))
                 i += n
         else:
-            chunks = split_columns(ops.reshape(x, (b, t * f)), [n * f for n in sizes])
+            chunks = split_columns(ops.reshape(x, (b, t * f)), [n * f for n in sizes],
+                                   tree=not _is_leaf(x))
         steps = []
+        wide_masks = None
         for chunk, n in zip(chunks, sizes):
-            xp = self._project(ops.reshape(chunk, (b, n, f)), masks)      # [B*n, G]
-            steps.extend(split_steps(ops.reshape(xp, (b, n * g)), n, g) if n > 1
-                         else [xp])
+            if n == 1:
+                steps.append(self._project(chunk, masks))                  # [B, G]
+                continue
+            if masks is not None and wide_masks is None:
+                wide_masks = [ops.reshape(m, (b, 1, f)) for m in masks]
+            xp = self._project(ops.reshape(chunk, (b, n, f)), wide_masks)  # [B*n, G]
+            steps.extend(split_steps(ops.reshape(xp, (b, n * g)), n, g))
         return steps
 
     def _run(self, x, initial_states, training, go_backwards, return_sequences,
@@ -746,7 +771,7 @@ class RNN(Layer):
 
     def _generic_loop(self, x, init, training, time_ordered):
         b, t, f = x.shape
-        steps = split_steps(ops.reshape(x, (b, t * f)), t, f)
+        steps = split_steps(ops.reshape(x, (b, t * f)), t, f, tree=not _is_leaf(x))
         states = init if init is not None else [_zeros((b, s), x.dtype)
                                                 for s in self.state_size]
         kw = {"training": training} if getattr(self.cell, "_call_has_training_arg",
@@ -965,17 +990,17 @@ class Bidirectional(Layer):
         kw = {}
         if mask is not None:
             kw["mask"] = mask
-        y = self.forward_layer(sequences, initial_state=fw_state, training=training, **kw)
-        if isinstance(self.backward_layer, RNN):
+        fw_kw, bw_kw = dict(kw), dict(kw)
+        # initial_state only when given: a non-RNN sequence layer need not accept it
+        if fw_state is not None:
+            fw_kw["initial_state"], bw_kw["initial_state"] = fw_state, bw_state
+        y = self.forward_layer(sequences, training=training, **fw_kw)
+        flipped = isinstance(self.backward_layer, RNN)
+        if flipped:
             # The backward RNN emits its sequence back in time order directly: cheaper
             # than a flip of its output.
-            y_rev = self.backward_layer(sequences, initial_state=bw_state, training=training,
-                                        _time_ordered=True, **kw)
-            flipped = True
-        else:
-            y_rev = self.backward_layer(sequences, initial_state=bw_state, training=training,
-                                        **kw)
-            flipped = False
+            bw_kw["_time_ordered"] = True
+        y_rev = self.backward_layer(sequences, training=training, **bw_kw)
         states = []
         if self.return_state:
             states = list(y[1:]) + list(y_rev[1:])

@@ -1,0 +1,296 @@
+"""A whole ``Program`` → one LLVM module with ONE exported entry ``void graphc_<name>(ptr
+%table)``, where ``table[i]`` is the base pointer of buffer i (``table[len(buffers)]`` is the
+workspace templates use as scratch). The entry calls every kernel in program order; constant
+buffers are module globals, so they are never in the table.
+
+A loop kernel whose work is large enough runs on all cores: its outermost non-unit parallel
+axis is cut into T static, contiguous chunks run by ``graphc_parallel_for`` (parallel.py).
+The partition depends only on the kernel and T, so results are bit-identical run to run.
+"""
+from __future__ import annotations
+
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+from llvmlite import ir
+
+from graphc.codegen.kernel import (Buffer, Load, LoopKernel, Program, TemplateKernel, Var,
+                                   flatten)
+from graphc.ir.dtypes import DType
+from graphc.codegen.cpu import loops, templates
+from graphc.codegen.cpu.loops import I8, I64, PTR, VOID
+
+# Smallest work (loops.kernel_cost units, ~simple ops) per task for a kernel to be split:
+# a region costs ~0.3 us when the pool's workers are spinning (they spin ~200 us after a
+# task), 13-28 us when one must be woken; ~64K simple ops are ~10-30 us of one core.
+MIN_COST_PER_TASK = 1 << 16
+
+
+@dataclass
+class ProgramModule:
+    """The LLVM module of a program and what the runtime needs to call it."""
+    module: ir.Module
+    entry: str
+    buffers: list               # the program's buffers, the workspace, then template temps
+    workspace_slot: int
+    workspace_bytes: int
+    threads: int
+    stats: dict = field(default_factory=dict)
+
+    @property
+    def nslots(self) -> int:
+        """Length of the pointer table: one slot per buffer (consts unused)."""
+        return len(self.buffers)
+
+
+def _sanitize(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", name) or "program"
+
+
+class StepContext:
+    """What a template's ``NativeStep`` gets: the module, the step function's builder,
+    buffer pointers, the workspace, and helpers for functions and loops."""
+
+    def __init__(self, module, builder, table, buffers, const_ptrs, workspace_slot, threads):
+        self.module, self.builder, self.table = module, builder, table
+        self.buffers, self.const_ptrs = buffers, const_ptrs
+        self.workspace_slot = workspace_slot
+        self.threads = threads
+        self._tables = 0
+        self._fns = 0
+
+    def ptr(self, bid: int, builder=None, table=None):
+        if bid in self.const_ptrs:
+            return self.const_ptrs[bid]
+        b = builder or self.builder
+        t = table if table is not None else self.table
+        return b.load(b.gep(t, [I64(bid)], inbounds=True, source_etype=PTR), typ=PTR)
+
+    @property
+    def workspace(self):
+        return self.ptr(self.workspace_slot)
+
+    def const_table(self, data: np.ndarray):
+        self._tables += 1
+        return const_global(self.module, f"table{self._tables}", data)
+
+    @contextmanager
+    def for_range(self, n: int):
+        with self.loop(self.builder, self.builder.function, n) as i:
+            yield i
+
+    @contextmanager
+    def loop(self, b, fn, n):
+        """``for i in range(n)`` (n an int or i64 value) at ``b``'s position in ``fn``."""
+        n = I64(n) if isinstance(n, int) else n
+        pre = b.block
+        head = fn.append_basic_block("for.head")
+        body = fn.append_basic_block("for.body")
+        done = fn.append_basic_block("for.end")
+        b.branch(head)
+        b.position_at_end(head)
+        i = b.phi(I64)
+        i.add_incoming(I64(0), pre)
+        b.cbranch(b.icmp_signed("<", i, n), body, done)
+        b.position_at_end(body)
+        yield i
+        nxt = b.add(i, I64(1))
+        i.add_incoming(nxt, b.block)
+        b.branch(head)
+        b.position_at_end(done)
+
+    def function(self, name, buffer_ids):
+        """An internal ``void(ptr noalias ...)`` function, one pointer per buffer id."""
+        self._fns += 1
+        fn = ir.Function(self.module, ir.FunctionType(VOID, [PTR] * len(buffer_ids)),
+                         name=f"{name}.native{self._fns}")
+        fn.linkage = "internal"
+        fn.attributes.add("noinline")
+        for a, bid in zip(fn.args, buffer_ids):
+            a.add_attribute("noalias")
+            a.name = f"b{bid}"
+        return fn
+
+    def fn_builder(self, fn):
+        return ir.IRBuilder(fn.append_basic_block("entry"))
+
+    def call(self, fn, buffer_ids):
+        self.builder.call(fn, [self.ptr(b) for b in buffer_ids])
+
+
+def const_global(module, name, data: np.ndarray):
+    """A 64-byte aligned internal constant holding ``data``'s bytes; its ``ptr``."""
+    raw = np.ascontiguousarray(data).tobytes()
+    ty = ir.ArrayType(I8, max(len(raw), 1))
+    g = ir.GlobalVariable(module, ty, name)
+    g.initializer = ir.Constant(ty, bytearray(raw or b"\0"))
+    g.linkage = "internal"
+    g.global_constant = True
+    g.align = 64
+    g.type = PTR        # llvmlite 0.50 gives globals a typed pointer; we use opaque ptrs
+    return g
+
+
+def build_program_module(p: Program, *, threads: int | None = None,
+                         name: str | None = None, profile: bool = False) -> ProgramModule:
+    """Render ``p`` (see the module docstring). ``profile``: also export
+    ``<entry>_profile`` (an i64 array) accumulating the TSC cycles of each piece, in the
+    order of ``stats["pieces"]`` (a tool for finding slow kernels, not for production)."""
+    from graphc.codegen.cpu import jit, parallel
+    threads = parallel.default_threads() if threads is None else max(1, int(threads))
+    entry_name = "graphc_" + _sanitize(name or p.name)
+    module = jit.ir_module(entry_name)
+    const_ptrs = {}
+    for buf in p.buffers:
+        if buf.kind == "const":
+            data = np.asarray(buf.data, dtype=buf.dtype.np).reshape(buf.shape)
+            const_ptrs[buf.id] = const_global(module, f"const.b{buf.id}", data)
+    entry = ir.Function(module, ir.FunctionType(VOID, [PTR]), name=entry_name)
+    entry.args[0].name = "table"
+    b = ir.IRBuilder(entry.append_basic_block("entry"))
+    table = entry.args[0]
+    ws_slot = len(p.buffers)
+    bufs = list(p.buffers) + [Buffer(ws_slot, (0,), DType.f32, "workspace", "workspace")]
+
+    def new_temp(shape, dtype, name=""):
+        """A buffer a template needs for itself (e.g. a re-laid-out operand): in the arena."""
+        buf = Buffer(len(bufs), tuple(shape), dtype, "temp", name)
+        bufs.append(buf)
+        return buf
+    ctx = StepContext(module, b, table, bufs, const_ptrs, ws_slot, threads)
+    pfor = None
+    skip, transposed = fold_transposes(p.kernels, bufs)
+    stats = {"loop_kernels": 0, "parallel_kernels": 0, "native_steps": 0, "templates": {},
+             "pieces": [], "folded_transposes": len(skip)}
+    workspace = 0
+    if profile:
+        scratch = list(bufs)
+        nmax = sum(len(templates.expand(k, scratch, _scratch_temp(scratch), transposed))
+                   if isinstance(k, TemplateKernel) else 1 for k in p.kernels)
+        pty = ir.ArrayType(I64, nmax)
+        prof = ir.GlobalVariable(module, pty, f"{entry_name}_profile")
+        prof.initializer = ir.Constant(pty, None)
+        prof.type = PTR
+        rdtsc = loops.declare(module, "llvm.readcyclecounter", I64, [])
+        t_last = b.call(rdtsc, [])
+
+    def tick():
+        nonlocal t_last
+        if profile:
+            now = b.call(rdtsc, [])
+            slot = b.gep(prof, [I64(len(stats["pieces"]) - 1)], inbounds=True, source_etype=I64)
+            b.store(b.add(b.load(slot, typ=I64), b.sub(now, t_last)), slot)
+            t_last = now
+    for n, kernel in enumerate(p.kernels):
+        if n in skip:
+            continue
+        if isinstance(kernel, TemplateKernel):
+            pieces = templates.expand(kernel, bufs, new_temp, transposed)
+            stats["templates"][kernel.op] = stats["templates"].get(kernel.op, 0) + 1
+        else:
+            pieces = [kernel]
+        for piece in pieces:
+            stats["pieces"].append(piece.name)
+            if isinstance(piece, templates.NativeStep):
+                stats["native_steps"] += 1
+                workspace = max(workspace, piece.workspace_bytes)
+                piece.emit(ctx)
+                tick()
+                continue
+            if isinstance(piece, templates.ExternKernel):
+                stats["extern_kernels"] = stats.get("extern_kernels", 0) + 1
+                fn = piece.build(module, f"{entry_name}.{piece.name}")
+                fn.linkage = "internal"
+                kf = loops.KernelFunction(fn, list(piece.inputs) + [piece.output],
+                                          fn.split_extent)
+                cost = piece.flops // 4     # vectorized FMA work: cheaper per flop than loops
+            else:
+                assert isinstance(piece, LoopKernel)
+                stats["loop_kernels"] += 1
+                kf = loops.build_loop_kernel(module, f"{entry_name}.{piece.name}", piece,
+                                             bufs, const_ptrs)
+                cost = loops.kernel_cost(piece)
+            ntasks = min(threads, kf.extent, cost // MIN_COST_PER_TASK)
+            if ntasks >= 2:
+                if pfor is None:
+                    pfor = parallel.declare_parallel_for(module)
+                task = _task_function(module, kf, ctx, ntasks)
+                b.call(pfor, [task, table, I64(ntasks)])
+                stats["parallel_kernels"] += 1
+            else:
+                b.call(kf.fn, [ctx.ptr(bid) for bid in kf.arg_buffers] +
+                       [I64(0), I64(kf.extent)])
+            tick()
+    b.ret_void()
+    if pfor is not None:
+        parallel.ensure_runtime_symbols()
+    return ProgramModule(module, entry_name, bufs, ws_slot, workspace, threads, stats)
+
+
+def _transpose_source(k, bufs):
+    """The buffer ``k`` transposes, if ``k`` is exactly ``out[i, j] = src[j, i]`` (2-D)."""
+    if not isinstance(k, LoopKernel) or k.reduction is not None or len(k.stores) != 1:
+        return None
+    st = k.stores[0]
+    out, v = bufs[st.buffer], st.value
+    if out.kind != "temp" or len(out.shape) != 2 or tuple(k.shape) != out.shape or \
+            not isinstance(v, Load):
+        return None
+    src = bufs[v.buffer]
+    if src.shape != (out.shape[1], out.shape[0]) or src.dtype != out.dtype:
+        return None
+    if st.index != flatten([Var(0), Var(1)], out.shape) or \
+            v.index != flatten([Var(1), Var(0)], src.shape):
+        return None
+    return src.id
+
+
+def fold_transposes(kernels, bufs):
+    """Transposes whose only readers are GEMM matmuls are not materialized: the GEMM reads
+    the source in place with a transposed-operand flag (its packing does the transposition
+    for free). Returns (indices of kernels to skip, {transposed buffer: source buffer})."""
+    candidates = {}
+    for n, k in enumerate(kernels):
+        src = _transpose_source(k, bufs)
+        if src is not None:
+            candidates[k.stores[0].buffer] = (n, src)
+    if not candidates:
+        return set(), {}
+    ok = dict.fromkeys(candidates, True)
+    for k in kernels:
+        if isinstance(k, TemplateKernel):
+            gemm = templates.uses_gemm(k, bufs) and len(bufs[k.output].shape) == 2
+            for i in k.inputs:
+                if i in ok and not gemm:
+                    ok[i] = False
+        else:
+            reads, _ = loops.buffers_used(k)
+            for i in reads & ok.keys():
+                ok[i] = False
+    folded = {b: candidates[b][1] for b, good in ok.items() if good}
+    return {candidates[b][0] for b in folded}, folded
+
+
+def _scratch_temp(bufs):
+    def new_temp(shape, dtype, name=""):
+        buf = Buffer(len(bufs), tuple(shape), dtype, "temp", name)
+        bufs.append(buf)
+        return buf
+    return new_temp
+
+
+def _task_function(module, kf: loops.KernelFunction, ctx: StepContext, ntasks: int):
+    """``void task(ptr table, i64 t)``: chunk t of T of the kernel's split axis."""
+    from graphc.codegen.cpu import parallel
+    fn = ir.Function(module, parallel.TASK_FN_TYPE, name=f"{kf.fn.name}.task")
+    fn.linkage = "internal"
+    table, t = fn.args
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    E = I64(kf.extent)
+    lo = b.udiv(b.mul(t, E), I64(ntasks))
+    hi = b.udiv(b.mul(b.add(t, I64(1)), E), I64(ntasks))
+    b.call(kf.fn, [ctx.ptr(bid, builder=b, table=table) for bid in kf.arg_buffers] + [lo, hi])
+    b.ret_void()
+    return fn
