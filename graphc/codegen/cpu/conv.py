@@ -995,6 +995,7 @@ def emit_conv2d_backprop_filter(module: ir.Module, name: str, x_shape, dy_shape,
     pad = _Padded(F, x, H, W, C, pt, pl, Hn, Wn, slots=NB)
     pitch = pad.pitch
     nchunks = -(-N // NB)
+    stage = F.buffer(TT * CT * NVV) if swap else None
 
     def unit_body(gi, q, cc, tt, TTu, CTu, nv, lanes, chunk, bases, nb):
         # Tap offsets into the padded image; taps are runtime only when there are
@@ -1020,24 +1021,40 @@ def emit_conv2d_backprop_filter(module: ir.Module, name: str, x_shape, dy_shape,
             return lanes if v == nv - 1 else V
 
         def slot(j, c, v):
-            """dw element of accumulator (tap j, broadcast channel c, vector v), lane 0."""
-            if swap:
-                return F.ptr(F.out, F.mul(taps[j], cg * CO), F.mul(lane0, CO), v * V * CO,
-                             dyoff, c)
+            """dw address of accumulator (tap j, broadcast channel c, vector v)."""
             return F.ptr(F.out, F.mul(taps[j], cg * CO), F.mul(cc, CT * CO), c * CO, dyoff,
                          v * V)
 
+        # Swapped roles: a dw vector over ci is Cout apart in memory; accumulators go
+        # through a contiguous staging buffer and small copy loops (not per-lane code:
+        # that made these kernels slow to compile).
+        E = (nv - 1) * V + lanes              # valid lanes of an accumulator group
+
+        def stage_copy(to_dw):
+            def jc_body(jc, _):
+                j, c = b.udiv(jc, I64(CTu)), b.urem(jc, I64(CTu))
+                t = F.idx(F.mul(tt, TT), j)
+                row = F.ptr(F.out, F.mul(t, cg * CO), F.mul(lane0, CO), dyoff, c)
+
+                def e_body(e, _):
+                    pd = F.ptr(row, F.mul(e, CO))
+                    ps = F.ptr(stage, F.mul(jc, nv * V), e)
+                    if to_dw:
+                        b.store(F.load(ps), pd, align=4)
+                    else:
+                        b.store(F.load(pd), ps, align=4)
+                F.loop(0, E, e_body, name="st.e")
+            F.loop(0, TTu * CTu, jc_body, name="st.jc")
+
         def load_partial(_):
+            if swap:
+                stage_copy(False)
+                return [F.vload(F.ptr(stage, k * V), V) for k in range(nacc)]
             accs = []
             for j in range(TTu):
                 for c in range(CTu):
                     for v in range(nv):
-                        p = slot(j, c, v)
-                        if swap:
-                            accs.append(F.gather_vector(
-                                [F.load(F.ptr(p, ln * CO)) for ln in range(ln_of(v))], V))
-                        else:
-                            accs.append(F.vload(p, V, ln_of(v)))
+                        accs.append(F.vload(slot(j, c, v), V, ln_of(v)))
             return accs
         accs = [F.zeros(V)] * nacc
         if nchunks > 1:
@@ -1077,17 +1094,15 @@ def emit_conv2d_backprop_filter(module: ir.Module, name: str, x_shape, dy_shape,
                 return F.loop(0, OW, ow_body, accs, name="ow")
             return F.loop(0, OH, oh_body, accs, name="oh")
         accs = F.loop(0, nb, n_body, accs, name="n")
+        if swap:
+            for k in range(nacc):
+                F.vstore(accs[k], F.ptr(stage, k * V))
+            stage_copy(True)
+            return
         for j in range(TTu):
             for c in range(CTu):
                 for v in range(nv):
-                    acc, p = accs[(j * CTu + c) * nv + v], slot(j, c, v)
-                    if swap:
-                        # Cin in the lanes: dw elements Cout apart, stored one by one.
-                        for ln in range(ln_of(v)):
-                            b.store(b.extract_element(acc, I32(ln)), F.ptr(p, ln * CO),
-                                    align=4)
-                    else:
-                        F.vstore(acc, p, ln_of(v))
+                    F.vstore(accs[(j * CTu + c) * nv + v], slot(j, c, v), ln_of(v))
 
     def unit(u, chunk, bases, nb):
         # u = ((gi*ncg + q)*ncc + cc)*ntt + tt

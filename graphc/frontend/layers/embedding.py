@@ -47,6 +47,14 @@ class Embedding(Layer):
         self.embeddings_regularizer = get_regularizer(embeddings_regularizer)
         self.embeddings_constraint = get_constraint(embeddings_constraint)
         self.mask_zero = bool(mask_zero)
+        if self.mask_zero:
+            import warnings
+            # Silent divergence from Keras would be worse than a warning: downstream RNNs
+            # and pooling still process the padded (index 0) steps.
+            warnings.warn(f"Embedding '{self.name}': mask_zero=True is accepted but graphc does "
+                          "not propagate masks yet; layers after it also process the padded "
+                          "steps (results differ from Keras on padded sequences)",
+                          UserWarning, stacklevel=2)
         self.input_length = None if input_length is None else int(input_length)
         if weights is None:
             weights = self._initial_weights
