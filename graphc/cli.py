@@ -20,7 +20,10 @@ EXIT_ERROR = 2   # argparse's status for usage errors; dump-ir uses it for every
 
 # Kept here, not read from graphc.passes.pipeline.STAGES, so that --help does not import
 # the compiler; test_cli checks that the two agree.
-STAGES = ("traced", "train", "optimized")
+GRAPH_STAGES = ("traced", "train", "optimized")
+# 'llvm' prints the optimized LLVM IR of the cpu target; it depends on the host CPU's
+# features, so it has no golden files.
+STAGES = GRAPH_STAGES + ("llvm",)
 
 # The name model files run under: anything but "__main__", so that training code under
 # ``if __name__ == "__main__":`` in an example does not run when its IR is dumped.
@@ -105,6 +108,9 @@ def load_model_file(path: str):
 def _build_stage(model, stage: str, batch_size: int):
     # Imported here: the compiler is only needed once a model is loaded.
     from graphc.passes.pipeline import build_stage
+    if stage == "llvm":
+        from graphc.codegen.cpu.dump import llvm_ir
+        return llvm_ir(build_stage(model, "optimized", batch_size))
     return build_stage(model, stage, batch_size)
 
 

@@ -14,8 +14,8 @@ from graphc.errors import TargetError
 KNOWN_TARGETS = ("reference", "cpu", "cuda")
 ENV_VAR = "GRAPHC_TARGET"
 
-# TODO(cpu backend): switch to "cpu" once graphc.codegen.cpu compiles every op.
-BUILTIN_DEFAULT = "reference"
+# LLVM machine code for the host; "reference" stays available as the oracle.
+BUILTIN_DEFAULT = "cpu"
 
 _default: str | None = None
 

@@ -83,7 +83,7 @@ def test_usage_errors(capsys):
 
 def test_stages_match_the_pipeline():
     pipeline = pytest.importorskip("graphc.passes.pipeline")
-    assert tuple(cli.STAGES) == tuple(pipeline.STAGES)
+    assert tuple(cli.GRAPH_STAGES) == tuple(pipeline.STAGES)
 
 
 # ----------------------------------------------------------------------------- loading

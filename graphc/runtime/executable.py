@@ -66,7 +66,12 @@ class Executable:
             step = ts.build_test_graph(self.model, x_types, y_types)
         else:
             step = ts.build_train_graph(self.model, x_types, y_types)
-        fn = self.backend.compile(step.graph)
+        if kind == "train" and getattr(self.backend, "supports_inplace_state", False):
+            # New weights and optimizer slots are written straight into the Variables'
+            # buffers; the write-back in train_step then copies nothing.
+            fn = self.backend.compile(step.graph, inplace_state=True)
+        else:
+            fn = self.backend.compile(step.graph)
         self._steps[key] = (step, fn)
         return step, fn
 
@@ -92,7 +97,8 @@ class Executable:
         outs = fn(xs + ys + sws + [self.seed], [v.value for v in step.params])
         nlog = len(step.log_names)
         for var, new in zip(step.state_vars, outs[nlog:]):
-            var.value[...] = new
+            if new is not var.value:
+                var.value[...] = new
         return {k: float(v) for k, v in zip(step.log_names, outs[:nlog])}
 
     def test_step(self, xs, ys, sws=None) -> dict[str, float]:

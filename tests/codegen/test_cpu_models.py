@@ -96,3 +96,39 @@ def test_digits_cnn_fit_reaches_the_example_accuracy():
     assert accuracy >= mod.REQUIRED_ACCURACY
     # The model's weights are the trained ones (shared with the executable).
     np.testing.assert_array_equal(model.get_weights()[0], exe.get_weights()[0])
+
+
+@pytest.mark.parametrize("name", ["seed_mlp", "digits_cnn"])
+def test_inplace_state_updates_the_param_arrays(name):
+    from graphc.passes import train_step as ts
+    from graphc.runtime.backends import get_backend
+    mod = _module(name)
+    set_random_seed(0)
+    reset_name_counters()
+    model = mod.build_model()
+    step = ts.build_train_graph(model, ts.model_input_types(model, 16),
+                                ts.default_target_types(model, 16))
+    fn = get_backend("cpu").compile(step.graph, inplace_state=True)
+    ref = get_backend("reference").compile(step.graph)
+    assert fn.module_info.aliases, "no state output was updated in place"
+    x, y = _data(name, mod, 16, np.random.default_rng(0))
+    xs = [np.asarray(a) for a in (x if isinstance(x, list) else [x])]
+    y = np.asarray(y, np.float32 if step.graph.inputs[len(xs)].dtype.is_float else np.int32)
+    ins = xs + [y.reshape(step.graph.inputs[len(xs)].shape), np.ones(16, np.float32),
+                np.array(7, np.int64)]
+    params = [np.array(v.value) for v in step.params]
+    ref_params = [p.copy() for p in params]
+    nlog = len(step.log_names)
+    index = {id(v): i for i, v in enumerate(step.params)}
+    for _ in range(3):
+        got, want = fn(ins, params), ref(ins, ref_params)
+        for a, b in zip(want, got):
+            _close(a, b, 1e-4, name)
+        for v, new, out in zip(step.state_vars, want[nlog:], got[nlog:]):
+            i = index[id(v)]
+            ref_params[i] = np.array(new)
+            if fn.module_info.aliases and out is params[i]:
+                continue                    # updated in place: the very param array
+            params[i][...] = out
+    n_inplace = sum(any(o is p for p in params) for o in got[nlog:])
+    assert n_inplace == len(fn.module_info.aliases) > 0

@@ -273,6 +273,25 @@ def test_nan_and_inf_follow_numpy():
         _check(_graph("reduce_max", [rows], {"axes": (axis,), "keepdims": False},
                       square=False), [rows], True)
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("name", ["exp", "tanh", "sigmoid"])
+def test_vectorized_float32_math_is_within_2_ulp(name):
+    # exp/tanh/sigmoid are inline polynomials (vectorizable), not libm calls: check them
+    # over the whole float32 range, the overflow/underflow edges and the special values.
+    rng = np.random.default_rng(12)
+    x = np.concatenate([rng.uniform(-110, 95, 20000), rng.uniform(-1, 1, 5000),
+                        rng.uniform(-1e-3, 1e-3, 1000),
+                        [0.0, -0.0, np.inf, -np.inf, np.nan, 88.72, 88.73, -87.3, -103.97,
+                         -104.0, 1e-30, -1e-30, 0.625, -0.625, 9.0, 20.0]]).astype(np.float32)
+    g = _graph(name, [x], {}, square=False)
+    got, want = CPU.compile(g)([x], [])[0], interpret(g, [x])[0]
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_array_equal(got[~np.isfinite(want)], want[~np.isfinite(want)])
+    np.testing.assert_array_equal(got[want == 0], want[want == 0])
+    fin = np.isfinite(want) & (want != 0)
+    ulps = np.abs(got[fin].astype(np.float64) - want[fin]) / np.spacing(np.abs(want[fin]))
+    assert ulps.max() <= 3, (name, ulps.max())
+
 # ----------------------------------------------------------------------------- random
 
 
@@ -331,6 +350,7 @@ def test_parallel_split_is_deterministic_and_matches_serial():
     for threads in (1, 2, 2):
         prog = lower_graph(g)
         pm = build_program_module(prog, threads=threads)
+        pm.ensure_symbols()
         if threads > 1:
             assert pm.stats["parallel_kernels"] >= 1
         step = CpuStep(g, prog, pm, jit.JitModule(pm.module), {})

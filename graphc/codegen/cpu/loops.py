@@ -5,13 +5,28 @@ touches (constants are module globals), and the [lo, hi) range of its outermost 
 parallel axis, so program.py can split a kernel across threads. The body is a loop nest over
 the parallel axes (innermost last) plus, for a reduction, inner loops with an accumulator.
 
+Schedule, decided here from the kernel alone:
+- ``coalesce``: size-1 axes vanish and adjacent axes every index uses as one row-major axis
+  merge (an elementwise kernel over [32,8,8,16] is one loop of 8192), so inner loops are
+  long enough to vectorize.
+- A reduction whose innermost parallel axis walks a load contiguously is *interchanged*:
+  that axis runs inside the reduction loops with one accumulator per element (a stack
+  array), so bias gradients and the conv fallbacks vectorize across it while every
+  element still sums in its fixed order.
+- Outer loops carry ``llvm.loop.vectorize.enable=false``: O3 fully unrolls short inner
+  loops, and the loop vectorizer would then vectorize the enclosing loop with gathers;
+  the unrolled contiguous body goes to the SLP vectorizer instead.
+
 Each expression node is computed once per iteration (memoized by node identity, the form is
-a DAG) at the shallowest loop level its indices allow, so loop-invariant loads and scalars sit
+a DAG) in the outermost loop its variables allow, so loop-invariant loads and scalars sit
 outside the inner loops without relying on LICM proving them safe. Expression code is
-straight-line (guards are selects over clamped loads), which keeps inner loops in the shape
-LLVM's vectorizer wants. Floating-point semantics follow numpy: only ``contract`` on
-elementwise add/sub/mul; reductions accumulate in a fixed order with no fast-math flags, so
-results are deterministic; NaN propagates as in numpy (maximum/minimum/max/argmax).
+straight-line (guards are selects over clamped loads; a load's loop-invariant part is what
+gets clamped, so it stays a contiguous vector load), which keeps inner loops in the shape
+LLVM's vectorizer wants. float32 exp/tanh/sigmoid are inline polynomials (vectorizable, 2
+ulp); other transcendentals are libm calls. Floating-point semantics follow numpy: only
+``contract`` (FMA fusion) on add/sub/mul, never ``reassoc``/``nnan``/``ninf``; reductions
+accumulate in a fixed order, so results are deterministic; NaN propagates as in numpy
+(maximum/minimum/max/argmax) and integers wrap like numpy's.
 """
 from __future__ import annotations
 
@@ -90,9 +105,11 @@ def declare(module: ir.Module, name: str, ret, args, pure: bool = True) -> ir.Fu
 
 
 def ix_range(ix, extents) -> tuple[int, int]:
-    """Inclusive [lo, hi] of an index expression over loop vars ``0 <= Var(a) < extents[a]``."""
+    """Inclusive [lo, hi] of an index expression over loop vars ``0 <= Var(a) < extents[a]``
+    (``extents[a]`` may also be an inclusive (lo, hi) range of the variable)."""
     if isinstance(ix, Var):
-        return 0, max(extents[ix.axis] - 1, 0)
+        e = extents[ix.axis]
+        return e if isinstance(e, tuple) else (0, max(e - 1, 0))
     if isinstance(ix, Lit):
         return ix.value, ix.value
     if isinstance(ix, IxAdd):
@@ -175,15 +192,22 @@ def buffers_used(k: LoopKernel) -> tuple[set, set]:
     return reads, writes
 
 
-# A transcendental costs about this many simple ops (a libm call, not vectorized).
-_HEAVY = frozenset("exp log log1p tanh sigmoid erf pow cos sin".split())
+# Rough cost of an op in simple-op units: a libm call (not vectorized) or an inline
+# float32 polynomial (vectorized, ~a dozen ops).
+_LIBM = frozenset("log log1p erf pow cos sin".split())
+_POLY = frozenset("exp tanh sigmoid".split())
 
 
 def kernel_cost(k: LoopKernel) -> int:
     """Rough operation count of one kernel call (for the parallel split decision)."""
     per = 0
     for e in iter_exprs(kernel_roots(k)):
-        per += 20 if isinstance(e, Op) and e.op in _HEAVY else 1
+        if isinstance(e, Op) and (e.op in _LIBM or e.op in _POLY and e.dtype != DType.f32):
+            per += 20
+        elif isinstance(e, Op) and e.op in _POLY:
+            per += 6
+        else:
+            per += 1
     points = int(np.prod(k.shape)) if k.shape else 1
     if k.reduction is not None:
         points *= int(np.prod(k.reduction.extents)) if k.reduction.extents else 1
@@ -335,16 +359,19 @@ class _Scope:
     """A place code can go: a block (code is inserted before its terminator) that dominates
     everything nested in it, and the loop variables it binds (``ACC``: the finished
     accumulator is readable here)."""
-    __slots__ = ("block", "binds")
+    __slots__ = ("block", "binds", "ranges")
 
-    def __init__(self, block, binds):
+    def __init__(self, block, binds, ranges=None):
         self.block, self.binds = block, binds
+        self.ranges = ranges        # {axis: (lo, hi)} known inside this scope, if narrower
 
 
 ACC = "acc"
 # The interchanged reduction keeps one accumulator per element of the innermost parallel
 # axis on the stack: bounded so the frame stays small.
 MAX_INTERCHANGE = 2048
+# At most this many copies of an inner loop when splitting it at guard boundaries.
+MAX_SEGMENTS = 8
 
 
 def ix_coef(ix, axis, extents):
@@ -397,7 +424,7 @@ class _Emitter:
         self.chain = []
 
     # -- structure ------------------------------------------------------------------
-    def _open(self, pred, axis, start, end, extra_binds=(), inner=True):
+    def _open(self, pred, axis, start, end, extra_binds=(), inner=True, maybe_empty=False):
         """A do-while loop over [start, end) entered from block ``pred`` (terminated here);
         returns (scope of its body, latch, exit). The body is left open for children.
         ``inner=False``: a loop with loops inside, which LLVM must not vectorize."""
@@ -406,7 +433,10 @@ class _Emitter:
         latch = fn.append_basic_block(f"a{axis}.latch")
         exit_ = fn.append_basic_block(f"a{axis}.exit")
         b.position_at_end(pred)
-        b.branch(body)
+        if maybe_empty:
+            b.cbranch(b.icmp_signed("<", start, end), body, exit_)
+        else:
+            b.branch(body)
         b.position_at_end(body)
         i = b.phi(I64, name=f"i{axis}")
         i.add_incoming(start, pred)
@@ -492,13 +522,32 @@ class _Emitter:
             cur = first
         chain = [top]
         closers = []
-        for n_, a in enumerate(outer):
+        segments = self._segments(outer[-1]) if red is None and outer else None
+        for n_, a in enumerate(outer[:-1] if segments else outer):
             deeper = n_ < len(outer) - 1 or red_axes or self.interchanged
             s, latch, ex = self._open(cur, a, *self._range(a, split_axis), inner=not deeper)
             chain.append(s)
             closers.append((latch, ex))
             cur = s.block
-        if red is None:
+        if segments:
+            # Index-set splitting: one loop per range of the innermost variable over which
+            # every guard on it is constant (concat / pad along the inner axis): guards
+            # vanish and the loads are contiguous again.
+            a = outer[-1]
+            later = []
+            for s0, s1 in segments:
+                b.position_at_end(cur)
+                if a == split_axis:
+                    start = b.select(b.icmp_signed(">", self.lo, I64(s0)), self.lo, I64(s0))
+                    end = b.select(b.icmp_signed("<", self.hi, I64(s1)), self.hi, I64(s1))
+                else:
+                    start, end = I64(s0), I64(s1)
+                s, latch, ex = self._open(cur, a, start, end, maybe_empty=a == split_axis)
+                s.ranges = {a: (s0, s1 - 1)}
+                self._close(s.block, latch)
+                cur = ex
+                later.append(lambda c=chain + [s]: self._stores(c))
+        elif red is None:
             later = [lambda c=list(chain): self._stores(c)]
         elif not self.interchanged:
             rchain, rclosers = list(chain), []
@@ -556,6 +605,38 @@ class _Emitter:
         # Code goes in once every block is terminated (always inserted before terminators).
         for f in later:
             f()
+
+    def _segments(self, axis):
+        """Breakpoints of the guards on ``axis`` alone: [(start, end)] covering its extent,
+        or None when there is nothing (or too much) to split."""
+        E = self.extents[axis]
+        cuts = set()
+        for e in iter_exprs(kernel_roots(self.k)):
+            if not isinstance(e, Guard):
+                continue
+            for ix, lo, hi in e.conds:
+                c, d, n = _lin(ix)
+                coef = d.get(axis, 0)
+                if n or coef not in (1, -1) or any(v for a, v in d.items() if a != axis):
+                    continue
+                # lo <= coef*v + c < hi
+                pts = (lo - c, hi - c) if coef == 1 else (c - lo + 1, c - hi + 1)
+                cuts.update(p for p in pts if 0 < p < E)
+        if not cuts or len(cuts) > MAX_SEGMENTS - 1:
+            return None
+        edges = [0] + sorted(cuts) + [E]
+        return list(zip(edges[:-1], edges[1:]))
+
+    def rng(self, ix, chain):
+        """The range of ``ix`` where ``chain`` is (narrowed by split loops)."""
+        ranges = None
+        for s in chain:
+            if s.ranges:
+                if ranges is None:
+                    ranges = list(self.extents)
+                for a, r in s.ranges.items():
+                    ranges[a] = r
+        return ix_range(ix, self.extents if ranges is None else ranges)
 
     def _at(self, scope):
         self.b.position_before(scope.block.terminator)
@@ -637,7 +718,9 @@ class _Emitter:
         acc = b.load(ptrs[0], typ=reg_type(dt))
         if red.combiner == "sum":
             if dt.is_float:
-                new = b.fadd(acc, v)          # in order, no reassociation: deterministic
+                # In order, never reassociated: deterministic. ``contract`` lets a product
+                # summand fuse into an FMA (one rounding instead of two, same every run).
+                new = b.fadd(acc, v, flags=_EW_FLAGS)
             elif dt == DType.bool:
                 new = b.or_(acc, v)
             else:
@@ -663,11 +746,13 @@ class _Emitter:
             raise GraphcError(f"unknown reduction combiner {red.combiner!r}")
 
     def _stores(self, chain):
+        # Every stored value is computed before the first store: a buffer updated in place
+        # (a parameter) may also be read by another store of the same iteration.
         b = self.b
-        for st in self.k.stores:
-            v = self.value(st.value, chain)
-            idx = self.index(st.index, chain)
-            self._at(chain[-1])
+        vals = [(st, self.value(st.value, chain), self.index(st.index, chain))
+                for st in self.k.stores]
+        self._at(chain[-1])
+        for st, v, idx in vals:
             buf = self.buffers[st.buffer]
             v = self.convert(v, st.value.dtype, buf.dtype)
             if buf.dtype == DType.bool:
@@ -732,7 +817,7 @@ class _Emitter:
         coef = d.get(inner, 0)
         if coef == 0 or any(inner in _ix_vars(t, set()) for _, t in n):
             return None
-        lo_v, hi_v = ix_range(Var(inner), self.extents)
+        lo_v, hi_v = self.rng(Var(inner), chain)
         ilo, ihi = sorted((coef * lo_v, coef * hi_v))
         rest = Lit(c)
         for a, v in d.items():
@@ -746,7 +831,7 @@ class _Emitter:
 
         def emit(buffer, dtype, scope):
             b = self.b
-            rrng = ix_range(rest, self.extents)
+            rrng = self.rng(rest, chain)
             rscope = self._place(self.ix_vars(rest), chain)
             key = ("clamp", rest, lo_ok, hi_ok, id(rscope))
             r = self.memo.get(key)
@@ -799,7 +884,7 @@ class _Emitter:
     def _value(self, e, scope, chain):
         b = self.b
         if isinstance(e, Load):
-            rng = ix_range(e.index, self.extents)
+            rng = self.rng(e.index, chain)
             size = self.buffers[e.buffer].size
             if (rng[0] < 0 or rng[1] > size - 1) and size > 0:
                 split = self._clamp_outside_inner(e.index, chain, size)
@@ -813,10 +898,12 @@ class _Emitter:
             self._at(scope)
             return self.op(e.op, args, [a.dtype for a in e.args], e.dtype, e.attrs)
         if isinstance(e, Guard):
+            ranges = [(ix, lo, hi, self.rng(ix, chain)) for ix, lo, hi in e.conds]
+            if any(rhi < lo or rlo >= hi for _, lo, hi, (rlo, rhi) in ranges):
+                return self.value(e.otherwise, chain)       # never holds here
             then, other = self.value(e.then, chain), self.value(e.otherwise, chain)
             conds = []
-            for ix, lo, hi in e.conds:
-                rlo, rhi = ix_range(ix, self.extents)
+            for ix, lo, hi, (rlo, rhi) in ranges:
                 if rlo >= lo and rhi < hi:
                     continue            # always holds
                 v = self.index(ix, chain)
@@ -848,7 +935,7 @@ class _Emitter:
             d64 = self.convert(d, e.dyn.dtype, DType.i64)
             ok = b.and_(b.icmp_signed(">=", d64, I64(0)), b.icmp_signed("<", d64, I64(e.bound)))
             idx = b.add(base, b.mul(b.select(ok, d64, I64(0)), I64(e.stride)))
-            lo, hi = ix_range(e.base, self.extents)
+            lo, hi = self.rng(e.base, chain)
             v = self.load(e.buffer, idx, (lo, hi + (e.bound - 1) * e.stride), e.dtype)
             return b.select(ok, v, constant(e.dtype, 0))
         if isinstance(e, Acc):
@@ -945,6 +1032,10 @@ class _Emitter:
                             b.select(b.icmp_signed("<", x, z), ir.Constant(x.type, -1), z))
         if not isf:
             raise GraphcError(f"{name}: expected a float operand, got {xdt}")
+        if name == "exp" and dt == DType.f32:
+            return exp_f32_ir(self.m, b, x)
+        if name == "tanh" and dt == DType.f32:
+            return tanh_f32_ir(self.m, b, x)
         if name in ("exp", "log", "sqrt", "floor", "sin", "cos"):
             return b.call(self.intrinsic(name, dt), [x])
         if name in ("log1p", "tanh"):
@@ -959,7 +1050,9 @@ class _Emitter:
             # Stable both ways, as the reference: exp of -|x| only.
             ty = x.type
             one = ir.Constant(ty, 1.0)
-            e = b.call(self.intrinsic("exp", dt), [b.fneg(b.call(self.intrinsic("fabs", dt), [x]))])
+            nax = b.fneg(b.call(self.intrinsic("fabs", dt), [x]))
+            e = exp_f32_ir(self.m, b, nax) if dt == DType.f32 else \
+                b.call(self.intrinsic("exp", dt), [nax])
             den = b.fadd(one, e)
             return b.select(b.fcmp_ordered(">=", x, ir.Constant(ty, 0.0)),
                             b.fdiv(one, den), b.fdiv(e, den))
@@ -1019,6 +1112,69 @@ def convert_ir(b, v, src: DType, dst: DType):
     if st.width > dty.width:
         return b.trunc(v, dty)
     return b.zext(v, dty) if src == DType.u32 else b.sext(v, dty)
+
+# ----------------------------------------------------------------------------- vector math
+# libm's expf/tanhf are calls LLVM cannot vectorize (no vector math library is wired into
+# llvmlite), and sigmoid/tanh-heavy kernels (LSTM gates) would run one call per element.
+# These float32 versions are straight-line arithmetic the loop vectorizer handles; accuracy
+# within 2 ulp of numpy over the whole range (tests/codegen/test_cpu_primitives.py), and
+# exact at the edges (inf, -inf, NaN, overflow, underflow to denormals and zero).
+
+
+def _f32(v):
+    return ir.Constant(F32, float(np.float32(v)))
+
+
+def _poly(b, x, coefs):
+    acc = _f32(coefs[0])
+    for c in coefs[1:]:
+        acc = b.fadd(b.fmul(acc, x, flags=_EW_FLAGS), _f32(c), flags=_EW_FLAGS)
+    return acc
+
+
+def exp_f32_ir(module, b, x):
+    """e**x in float32 (Cephes expf: Cody-Waite reduction by ln 2, degree-6 polynomial)."""
+    rint = declare(module, "llvm.rint.f32", F32, [F32])
+    n = b.call(rint, [b.fmul(x, _f32(1.44269504088896341))])
+    n = b.select(b.fcmp_ordered("<", n, _f32(-200.0)), _f32(-200.0), n)    # keeps fptosi
+    n = b.select(b.fcmp_ordered(">", n, _f32(200.0)), _f32(200.0), n)      # defined
+    r = b.fsub(x, b.fmul(n, _f32(0.693359375)))
+    r = b.fsub(r, b.fmul(n, _f32(-2.12194440e-4)))
+    z = b.fmul(r, r)
+    p = _poly(b, r, [1.9875691500E-4, 1.3981999507E-3, 8.3334519073E-3, 4.1665795894E-2,
+                     1.6666665459E-1, 5.0000001201E-1])
+    p = b.fadd(b.fadd(b.fmul(p, z, flags=_EW_FLAGS), r, flags=_EW_FLAGS), _f32(1.0),
+               flags=_EW_FLAGS)
+    # p * 2**n as two exact power-of-two scalings, so results down in the denormal range
+    # round once, as libm's do.
+    ni = b.fptosi(n, I32)
+    n1 = b.ashr(ni, I32(1))
+    n2 = b.sub(ni, n1)
+
+    def pow2(k):
+        return b.bitcast(b.shl(b.add(k, I32(127)), I32(23)), F32)
+    y = b.fmul(b.fmul(p, pow2(n1)), pow2(n2))
+    y = b.select(b.fcmp_ordered(">", x, _f32(88.72283935546875)), _f32(math.inf), y)
+    y = b.select(b.fcmp_ordered("<", x, _f32(-103.972084045410)), _f32(0.0), y)
+    return b.select(b.fcmp_unordered("uno", x, x), x, y)
+
+
+def tanh_f32_ir(module, b, x):
+    """tanh in float32 (Cephes tanhf): an odd polynomial for |x| < 0.625, else
+    1 - 2 / (exp(2|x|) + 1) with the sign of x; NaN stays NaN."""
+    fabs = declare(module, "llvm.fabs.f32", F32, [F32])
+    ax = b.call(fabs, [x])
+    z = b.fmul(x, x)
+    small = b.fadd(b.fmul(b.fmul(x, z), _poly(b, z, [-5.70498872745E-3, 2.06390887954E-2,
+                                                      -5.37397155531E-2, 1.33314422036E-1,
+                                                      -3.33332819422E-1]), flags=_EW_FLAGS),
+                   x, flags=_EW_FLAGS)
+    e = exp_f32_ir(module, b, b.fmul(ax, _f32(2.0)))
+    big = b.fsub(_f32(1.0), b.fdiv(_f32(2.0), b.fadd(e, _f32(1.0))))
+    copysign = declare(module, "llvm.copysign.f32", F32, [F32, F32])
+    big = b.call(copysign, [big, x])
+    y = b.select(b.fcmp_ordered("<", ax, _f32(0.625)), small, big)
+    return b.select(b.fcmp_unordered("uno", x, x), x, y)
 
 # ----------------------------------------------------------------------------- random bits
 # Bit-exact with graphc.ir.ops.misc (random_uniform's docstring): uint32 wrapping arithmetic.

@@ -1,11 +1,22 @@
 """A whole ``Program`` → one LLVM module with ONE exported entry ``void graphc_<name>(ptr
-%table)``, where ``table[i]`` is the base pointer of buffer i (``table[len(buffers)]`` is the
-workspace templates use as scratch). The entry calls every kernel in program order; constant
-buffers are module globals, so they are never in the table.
+%table)``, where ``table[i]`` is the base pointer of buffer i (then the workspace templates
+use as scratch, then temps templates add). The entry calls every kernel in program order;
+constant buffers are module globals, never in the table. GEMMs and the thread pool are
+called by symbol (``ProgramModule.ensure_symbols`` compiles/registers them).
 
-A loop kernel whose work is large enough runs on all cores: its outermost non-unit parallel
-axis is cut into T static, contiguous chunks run by ``graphc_parallel_for`` (parallel.py).
-The partition depends only on the kernel and T, so results are bit-identical run to run.
+Before rendering, two program-level rewrites (the kernel form stays the contract):
+- a 2-D transpose only matmuls read is not materialized: the matmul reads its source in
+  place (``fold_transposes``; the backward pass's X^T and W^T);
+- consecutive elementwise kernels over the same iteration space merge into one
+  multi-output kernel, a value stored and re-read at the same index is forwarded, and a
+  temp nobody reads any more is not stored (``fuse_loop_kernels``; e.g. Adam's m, v and
+  weight passes become one pass, bias + activation one).
+
+A kernel whose work is large enough runs on all cores: its outermost non-unit parallel
+axis (conv/pool: their split axis) is cut into T static, contiguous chunks run by
+``graphc_parallel_for`` (parallel.py). The partition depends only on the kernel and T,
+and every element is computed by one chunk in a fixed order, so results are bit-identical
+run to run (and across T: no reduction is ever split).
 """
 from __future__ import annotations
 
@@ -16,8 +27,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from llvmlite import ir
 
-from graphc.codegen.kernel import (Buffer, Load, LoopKernel, Program, TemplateKernel, Var,
-                                   flatten)
+from graphc.codegen.kernel import (Buffer, Guard, Load, LoopKernel, Op, Program, Random, Store,
+                                   TemplateKernel, Var, flatten)
 from graphc.ir.dtypes import DType
 from graphc.codegen.cpu import loops, templates
 from graphc.codegen.cpu.loops import I8, I64, PTR, VOID
@@ -38,6 +49,16 @@ class ProgramModule:
     workspace_bytes: int
     threads: int
     stats: dict = field(default_factory=dict)
+    gemms: list = field(default_factory=list)   # (GemmSpec, threads) the module calls
+    aliases: dict = field(default_factory=dict)  # output buffer -> param updated in place
+
+    def ensure_symbols(self) -> None:
+        """Compile/register what the module calls by name (GEMMs, the thread pool): call
+        before JIT-compiling it."""
+        from graphc.codegen.cpu import parallel
+        parallel.ensure_runtime_symbols()
+        for spec, threads in self.gemms:
+            templates.ensure_gemm(spec, threads)
 
     @property
     def nslots(self) -> int:
@@ -58,6 +79,7 @@ class StepContext:
         self.buffers, self.const_ptrs = buffers, const_ptrs
         self.workspace_slot = workspace_slot
         self.threads = threads
+        self.gemms: dict = {}
         self._tables = 0
         self._fns = 0
 
@@ -134,8 +156,11 @@ def const_global(module, name, data: np.ndarray):
 
 
 def build_program_module(p: Program, *, threads: int | None = None,
-                         name: str | None = None, profile: bool = False) -> ProgramModule:
-    """Render ``p`` (see the module docstring). ``profile``: also export
+                         name: str | None = None, profile: bool = False,
+                         fuse: bool = True, inplace=None) -> ProgramModule:
+    """Render ``p`` (see the module docstring). ``inplace``: {output buffer: param buffer}
+    pairs to update in place where legal (``plan_inplace``; the granted ones are in
+    ``ProgramModule.aliases``). ``profile``: also export
     ``<entry>_profile`` (an i64 array) accumulating the TSC cycles of each piece, in the
     order of ``stats["pieces"]`` (a tool for finding slow kernels, not for production)."""
     from graphc.codegen.cpu import jit, parallel
@@ -162,13 +187,18 @@ def build_program_module(p: Program, *, threads: int | None = None,
     ctx = StepContext(module, b, table, bufs, const_ptrs, ws_slot, threads)
     pfor = None
     skip, transposed = fold_transposes(p.kernels, bufs)
+    kernels = fuse_loop_kernels(p.kernels, bufs, transposed, skip) if fuse else \
+        [k for n, k in enumerate(p.kernels) if n not in skip]
+    aliases = {}
+    if inplace:
+        kernels, transposed, aliases = plan_inplace(kernels, bufs, transposed, inplace)
     stats = {"loop_kernels": 0, "parallel_kernels": 0, "native_steps": 0, "templates": {},
              "pieces": [], "folded_transposes": len(skip)}
     workspace = 0
     if profile:
         scratch = list(bufs)
         nmax = sum(len(templates.expand(k, scratch, _scratch_temp(scratch), transposed))
-                   if isinstance(k, TemplateKernel) else 1 for k in p.kernels)
+                   if isinstance(k, TemplateKernel) else 1 for k in kernels)
         pty = ir.ArrayType(I64, nmax)
         prof = ir.GlobalVariable(module, pty, f"{entry_name}_profile")
         prof.initializer = ir.Constant(pty, None)
@@ -183,9 +213,7 @@ def build_program_module(p: Program, *, threads: int | None = None,
             slot = b.gep(prof, [I64(len(stats["pieces"]) - 1)], inbounds=True, source_etype=I64)
             b.store(b.add(b.load(slot, typ=I64), b.sub(now, t_last)), slot)
             t_last = now
-    for n, kernel in enumerate(p.kernels):
-        if n in skip:
-            continue
+    for kernel in kernels:
         if isinstance(kernel, TemplateKernel):
             pieces = templates.expand(kernel, bufs, new_temp, transposed)
             stats["templates"][kernel.op] = stats["templates"].get(kernel.op, 0) + 1
@@ -224,9 +252,9 @@ def build_program_module(p: Program, *, threads: int | None = None,
                        [I64(0), I64(kf.extent)])
             tick()
     b.ret_void()
-    if pfor is not None:
-        parallel.ensure_runtime_symbols()
-    return ProgramModule(module, entry_name, bufs, ws_slot, workspace, threads, stats)
+    gemms = [(spec, t) for (_, t), spec in ctx.gemms.items()]
+    return ProgramModule(module, entry_name, bufs, ws_slot, workspace, threads, stats, gemms,
+                         aliases)
 
 
 def _transpose_source(k, bufs):
@@ -248,9 +276,9 @@ def _transpose_source(k, bufs):
 
 
 def fold_transposes(kernels, bufs):
-    """Transposes whose only readers are GEMM matmuls are not materialized: the GEMM reads
+    """Transposes whose only readers are 2-D matmuls are not materialized: the GEMM reads
     the source in place with a transposed-operand flag (its packing does the transposition
-    for free). Returns (indices of kernels to skip, {transposed buffer: source buffer})."""
+    for free), the loop path with swapped indices. Returns (indices of kernels to skip, {transposed buffer: source buffer})."""
     candidates = {}
     for n, k in enumerate(kernels):
         src = _transpose_source(k, bufs)
@@ -261,9 +289,10 @@ def fold_transposes(kernels, bufs):
     ok = dict.fromkeys(candidates, True)
     for k in kernels:
         if isinstance(k, TemplateKernel):
-            gemm = templates.uses_gemm(k, bufs) and len(bufs[k.output].shape) == 2
+            # Both matmul paths (GEMM flags, loop indices) read a 2-D transpose in place.
+            inplace = k.op == "matmul" and len(bufs[k.output].shape) == 2
             for i in k.inputs:
-                if i in ok and not gemm:
+                if i in ok and not inplace:
                     ok[i] = False
         else:
             reads, _ = loops.buffers_used(k)
@@ -271,6 +300,170 @@ def fold_transposes(kernels, bufs):
                 ok[i] = False
     folded = {b: candidates[b][1] for b, good in ok.items() if good}
     return {candidates[b][0] for b in folded}, folded
+
+
+def _reads(k, transposed):
+    if isinstance(k, TemplateKernel):
+        return {transposed.get(i, i) for i in k.inputs}
+    return loops.buffers_used(k)[0]
+
+
+def fuse_loop_kernels(kernels, bufs, transposed, skip=()):
+    """Merge consecutive elementwise loop kernels over the same iteration space into one
+    multi-output kernel, so each tensor is read once: when the later kernel reads what the
+    earlier one stores (at the very same index), the stored expression is used directly
+    (the Adam update's m, v and parameter passes become one; bias add + activation become
+    one), and loads of the same element are shared. A store nobody reads any more (a temp
+    only the merged-in kernel used) is dropped. Returns the new kernel list."""
+    kernels = [k for n, k in enumerate(kernels) if n not in skip]
+    out = []
+    for k in kernels:
+        prev = out[-1] if out else None
+        merged = _merge(prev, k) if isinstance(prev, LoopKernel) and \
+            isinstance(k, LoopKernel) else None
+        if merged is None:
+            out.append(k)
+        else:
+            out[-1] = merged
+    # Dead temp stores.
+    readers: dict = {}
+    for n, k in enumerate(out):
+        for bid in _reads(k, transposed):
+            readers.setdefault(bid, set()).add(n)
+    for n, k in enumerate(out):
+        if isinstance(k, LoopKernel) and len(k.stores) > 1:
+            keep = [st for st in k.stores if bufs[st.buffer].kind != "temp" or
+                    readers.get(st.buffer, set()) - {n}]
+            if keep and len(keep) < len(k.stores):
+                out[n] = LoopKernel(k.name, k.shape, keep, k.reduction)
+    return out
+
+
+def _identity_index(shape):
+    return flatten([Var(a) for a in range(len(shape))], shape)
+
+
+def _merge(a: LoopKernel, b: LoopKernel):
+    """``a`` and ``b`` as one kernel (a's stores first), or None if that is not exact."""
+    if a.reduction is not None or b.reduction is not None or tuple(a.shape) != tuple(b.shape):
+        return None
+    ident = _identity_index(a.shape)
+    written = {}
+    for st in a.stores:
+        if st.index != ident:
+            return None
+        written[st.buffer] = st.value
+    b_reads, b_writes = loops.buffers_used(b)
+    a_reads, _ = loops.buffers_used(a)
+    if b_writes & (a_reads | set(written)):
+        return None
+    # Every read of a's outputs in b must be of the same element b's iteration computes.
+    loads = {}
+    for e in loops.iter_exprs(loops.kernel_roots(a)):
+        if isinstance(e, Load):
+            loads.setdefault((e.buffer, e.index), e)
+    for e in loops.iter_exprs(loops.kernel_roots(b)):
+        if isinstance(e, Load) and e.buffer in written and e.index != ident:
+            return None
+        if isinstance(e, loops.DynLoad) and e.buffer in written:
+            return None
+    memo = {}
+
+    def sub(e):
+        hit = memo.get(id(e))
+        if hit is not None:
+            return hit
+        if isinstance(e, Load):
+            if e.buffer in written:
+                r = written[e.buffer]
+                if r.dtype != e.dtype:
+                    r = Op("cast", (r,), e.dtype, {"dtype": e.dtype})
+            else:
+                r = loads.setdefault((e.buffer, e.index), e)
+        elif isinstance(e, Op):
+            r = Op(e.op, tuple(sub(x) for x in e.args), e.dtype, e.attrs)
+        elif isinstance(e, Guard):
+            r = Guard(e.conds, sub(e.then), sub(e.otherwise), e.dtype)
+        elif isinstance(e, Random):
+            r = Random(sub(e.seed), sub(e.counter), e.salt, e.flat, e.dtype)
+        elif isinstance(e, loops.DynLoad):
+            r = loops.DynLoad(e.buffer, e.base, sub(e.dyn), e.stride, e.bound, e.dtype)
+        else:
+            r = e
+        memo[id(e)] = r
+        return r
+    stores = list(a.stores) + [Store(st.buffer, st.index, sub(st.value)) for st in b.stores]
+    return LoopKernel(f"{a.name}+{b.name.split('_', 1)[-1]}", a.shape, stores)
+
+
+def plan_inplace(kernels, bufs, transposed, requests):
+    """Grant the {output: param} in-place requests that are legal, rewriting the kernels so
+    the output is stored straight into the param's buffer (optimizer state: no new buffer,
+    no copy back). Legal when the one kernel writing the output is elementwise over it and
+    reads the param only at the element it writes, and nothing after it reads the param's
+    old value. Later reads of the output then read the param buffer (its new value).
+    Returns (kernels, transposed, granted)."""
+    writer = {}
+    for n, k in enumerate(kernels):
+        if isinstance(k, LoopKernel):
+            for st in k.stores:
+                writer[st.buffer] = n
+    granted = {}
+    for ob, pb in requests.items():
+        n = writer.get(ob)
+        if n is None or bufs[ob].shape != bufs[pb].shape or bufs[ob].dtype != bufs[pb].dtype:
+            continue
+        k = kernels[n]
+        ident = _identity_index(k.shape)
+        if k.reduction is not None or tuple(k.shape) != bufs[ob].shape or any(
+                st.buffer == ob and st.index != ident for st in k.stores):
+            continue
+        if any(pb in _reads(later, transposed) for later in kernels[n + 1:]):
+            continue
+        if any((isinstance(e, Load) and e.buffer == pb and e.index != ident) or
+               (isinstance(e, loops.DynLoad) and e.buffer == pb)
+               for e in loops.iter_exprs(loops.kernel_roots(k))):
+            continue
+        granted[ob] = pb
+    if not granted:
+        return kernels, transposed, {}
+    out = []
+    for k in kernels:
+        if isinstance(k, TemplateKernel):
+            if any(i in granted for i in k.inputs) or k.output in granted:
+                k = TemplateKernel(k.name, k.op, [granted.get(i, i) for i in k.inputs],
+                                   granted.get(k.output, k.output), k.attrs, k.epilogue)
+            out.append(k)
+            continue
+        memo = {}
+
+        def sub(e):
+            hit = memo.get(id(e))
+            if hit is not None:
+                return hit
+            if isinstance(e, Load):
+                r = Load(granted[e.buffer], e.index, e.dtype) if e.buffer in granted else e
+            elif isinstance(e, Op):
+                r = Op(e.op, tuple(sub(x) for x in e.args), e.dtype, e.attrs)
+            elif isinstance(e, Guard):
+                r = Guard(e.conds, sub(e.then), sub(e.otherwise), e.dtype)
+            elif isinstance(e, Random):
+                r = Random(sub(e.seed), sub(e.counter), e.salt, e.flat, e.dtype)
+            elif isinstance(e, loops.DynLoad):
+                r = loops.DynLoad(granted.get(e.buffer, e.buffer), e.base, sub(e.dyn),
+                                  e.stride, e.bound, e.dtype)
+            else:
+                r = e
+            memo[id(e)] = r
+            return r
+        stores = [Store(granted.get(st.buffer, st.buffer), st.index, sub(st.value))
+                  for st in k.stores]
+        red = k.reduction
+        if red is not None:
+            red = type(red)(red.extents, red.combiner, sub(red.value), red.dtype)
+        out.append(LoopKernel(k.name, k.shape, stores, red))
+    transposed = {t: granted.get(src, src) for t, src in transposed.items()}
+    return out, transposed, granted
 
 
 def _scratch_temp(bufs):

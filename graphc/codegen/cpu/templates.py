@@ -1,21 +1,25 @@
 """``TemplateKernel`` → CPU code: what each contraction/window op becomes in the step.
 
-``expand(kernel, buffers)`` returns a list of pieces program.py emits in order: plain
-``LoopKernel``s (rendered by loops.py, split across threads like any other loop) and
-``NativeStep``s (code emitted straight into the step function: GEMM calls, scatter loops).
+``expand(kernel, buffers)`` returns the pieces program.py emits in order: ``LoopKernel``s
+(rendered by loops.py, split across threads like any other loop), ``ExternKernel``s
+(conv.py / pool.py functions with the (begin, end) split ABI) and ``NativeStep``s (code
+emitted straight into the step function: GEMM calls, the scatter loop).
 
-- ``matmul`` (float32): the generated BLIS-style GEMM of gemm.py, multi-threaded through
-  parallel.py. Each GEMM variant is compiled ONCE per process into its own module and called
-  by symbol, so the train, test and predict programs of a model (and every later model)
-  share it instead of paying ~0.3 s of LLVM time each. Batch dims: folded into M when B is
-  shared, else a loop of GEMM calls with numpy broadcasting. Other dtypes: a loop kernel.
-- conv2d, its two gradients, pooling and their gradients: loop kernels written in the
-  kernel form itself (window taps as reduction axes, padding as guards). FALLBACK until
-  conv.py / pool.py land: correct and vectorizable across channels, not blocked for caches.
+- ``matmul`` (float32, more than ``GEMV_MAX_ROWS`` rows): the generated BLIS-style GEMM of
+  gemm.py, multi-threaded through parallel.py. Each GEMM variant is compiled ONCE per
+  process into its own module (at O1: hand-vectorized code gains nothing from O3) and
+  called by symbol, so the train, test and predict programs of a model (and every later
+  model) share it. Batch dims fold into M when B is shared, else one call per batch with
+  numpy broadcasting. A 2-D operand that is a transpose (program.py finds them) is read in
+  place with the GEMM's transposed-operand flag. Matrix-vector shapes and other dtypes: a
+  loop kernel (vectorized over N, split over N).
+- conv2d, its two gradients, pooling and their gradients (float32): conv.py / pool.py's
+  shape-specialized kernels. Other dtypes (float64 gradient checks): loop kernels written
+  in the kernel form itself (window taps as reduction axes, padding as guards).
 - gather: a loop kernel with a data-dependent load; scatter_add: zero fill, then a native
   loop that accumulates in index order (deterministic, as np.add.at).
 - An ``epilogue`` becomes a loop kernel over the template's output (not yet fused into the
-  GEMM store).
+  GEMM/conv store, which both support).
 """
 from __future__ import annotations
 
@@ -30,8 +34,7 @@ from llvmlite import ir
 from graphc.codegen.kernel import (Acc, Const, Guard, IndexValue, Lit, Load, LoopKernel, Op,
                                    Random, Reduction, Store, TemplateKernel, Var, flatten,
                                    ix_add, ix_div, ix_mod, ix_mul, row_major_strides)
-from graphc.codegen.cpu.loops import (I1, I64, PTR, VOID, DynLoad, constant, mem_type,
-                                      reg_type)
+from graphc.codegen.cpu.loops import I64, PTR, VOID, DynLoad, mem_type
 from graphc.errors import GraphcError
 from graphc.ir.dtypes import DType
 
@@ -129,25 +132,38 @@ def expand(k: TemplateKernel, buffers, new_temp=None, transposed=None) -> list:
 # ----------------------------------------------------------------------------- matmul
 
 
-def _matmul_loop(k, a, b, out):
-    """C[..., i, j] = sum_k A[..., i, k] * B[..., k, j] in k order (any dtype)."""
+def _matmul_loop(k, a, b, out, tr=None):
+    """C[..., i, j] = sum_k A[..., i, k] * B[..., k, j] in k order (any dtype). ``tr``:
+    {operand id: 2-D buffer it is the transpose of}, read in place (swapped index)."""
+    tr = tr or {}
     r = len(out.shape)
     par = _vars(r)
     kv = Var(r)
     K = a.shape[-1]
     ai = _bcast_index(par[:-2], out.shape[:-2], a.shape[:-2]) + [par[-2], kv]
     bi = _bcast_index(par[:-2], out.shape[:-2], b.shape[:-2]) + [kv, par[-1]]
-    val = Op("mul", (_load(a, ai), _load(b, bi)), out.dtype)
+    la = _load(tr[a.id], ai[::-1]) if a.id in tr else _load(a, ai)
+    lb = _load(tr[b.id], bi[::-1]) if b.id in tr else _load(b, bi)
+    val = Op("mul", (la, lb), out.dtype)
     red = Reduction((K,), "sum", val, out.dtype)
     return [LoopKernel(k.name, out.shape, [Store(out.id, flatten(par, out.shape), Acc(out.dtype))],
                        red)]
 
 
+# The GEMM is vectorized and blocked by hand: O1 gives the same machine-code speed as O3
+# (measured on the W1 shapes and 512^3 / 1024^3, 1 and 2 threads: within +-3%) in ~55% of
+# the LLVM time (nn: ~180 ms vs ~330 ms), which is most of a cold compile of an MLP step.
+GEMM_OPT_LEVEL = 1
 _GEMM_LOCK = threading.Lock()
 _GEMMS: dict = {}       # spec key -> (symbol name, JitModule)
 
 
-def gemm_symbol(spec, threads: int) -> str:
+def gemm_name(spec, threads: int) -> str:
+    """The symbol of the GEMM entry for ``spec`` (see ``ensure_gemm``)."""
+    return f"graphc_gemm_{spec.key}_t{threads}"
+
+
+def ensure_gemm(spec, threads: int) -> str:
     """Compile (once per process) the multi-threaded GEMM entry for ``spec`` in a module of
     its own and register its address, so generated programs call it by name."""
     from graphc.codegen.cpu import jit, parallel
@@ -157,10 +173,10 @@ def gemm_symbol(spec, threads: int) -> str:
         if hit is not None:
             return hit[0]
         parallel.ensure_runtime_symbols()
-        name = f"graphc_gemm_{spec.key}_t{threads}"
+        name = gemm_name(spec, threads)
         module = jit.ir_module(name)
         parallel.build_parallel_gemm(module, name, spec, max_threads=threads)
-        jm = jit.JitModule(module)
+        jm = jit.JitModule(module, opt_level=GEMM_OPT_LEVEL)
         jit.register_symbol(name, jm.address(name))
         _GEMMS[key] = (name, jm)
         return name
@@ -179,10 +195,21 @@ def _gemm_available() -> bool:
     return hasattr(parallel, "build_parallel_gemm") and hasattr(gemm, "select_config")
 
 
+# Up to this many rows (a batch-1 predict: a matrix-vector product) the loop kernel beats
+# the GEMM, whose packing of B costs as much as the product itself when M is tiny: the loop
+# streams B once, vectorized over N with one accumulator per column, split over N.
+GEMV_MAX_ROWS = 2
+
+
 def uses_gemm(k: TemplateKernel, buffers) -> bool:
     """Whether matmul kernel ``k`` runs on the generated GEMM (float32), not a loop."""
     out = buffers[k.output]
-    return k.op == "matmul" and out.dtype == DType.f32 and out.size > 0 and _gemm_available()
+    if k.op != "matmul" or out.dtype != DType.f32 or out.size == 0 or not _gemm_available():
+        return False
+    a = buffers[k.inputs[0]]
+    rows = out.shape[-2] * (int(np.prod(out.shape[:-2])) if tuple(a.shape[:-2]) ==
+                            tuple(out.shape[:-2]) and len(out.shape) > 2 else 1)
+    return rows > GEMV_MAX_ROWS
 
 
 # The narrow (N <= one vector) GEMM tile saves work only on big skinny products; below this
@@ -194,7 +221,7 @@ NARROW_MIN_MADDS = 1 << 22
 def _matmul(k, ins, out, attrs, new_temp=None):
     a, b = ins
     if not uses_gemm(k, {a.id: a, b.id: b, out.id: out}):
-        return _matmul_loop(k, a, b, out)
+        return _matmul_loop(k, a, b, out, attrs.get("_transposed"))
     from graphc.codegen.cpu import gemm, parallel
     M, K = a.shape[-2:]
     N = b.shape[-1]
@@ -232,7 +259,10 @@ def _matmul(k, ins, out, attrs, new_temp=None):
     scratch = gemm.scratch_floats(cfg, threads, N, K) * 4
 
     def emit(ctx):
-        name = gemm_symbol(spec, threads)
+        # Only declared here; the backend compiles what ``ctx.gemms`` lists before the JIT
+        # resolves the call (so dumping IR compiles nothing).
+        name = gemm_name(spec, threads)
+        ctx.gemms[spec.key, threads] = spec
         f = ctx.module.globals.get(name)
         if f is None:
             f = ir.Function(ctx.module, ir.FunctionType(VOID, [I64, I64, I64, PTR, I64, PTR, I64,
