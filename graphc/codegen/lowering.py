@@ -51,6 +51,10 @@ class _Lowering:
         self.kernels: list = []
         self.materialized: set[Value] = set()
         self._memo: dict = {}
+        # value -> names of the kernels that compute it (one when materialized; every
+        # consumer kernel when inlined): what dump-ir shows as the fusion groups.
+        self.origins: dict[Value, list[str]] = {}
+        self._kernel_name = ""
 
     # -- buffers ---------------------------------------------------------------------
     def new_buffer(self, shape, dtype, kind, name="", data=None) -> int:
@@ -99,6 +103,9 @@ class _Lowering:
         hit = self._memo.get(key)
         if hit is None:
             hit = self._memo[key] = self._expr(v.node, v, index)
+            names = self.origins.setdefault(v, [])
+            if self._kernel_name and self._kernel_name not in names:
+                names.append(self._kernel_name)
         return hit
 
     def _expr(self, node: Node, v: Value, index: list[Ix]):
@@ -158,6 +165,8 @@ class _Lowering:
     def kernel_for(self, node: Node, out_buf: int):
         v = node.outputs[0]
         name = f"k{len(self.kernels)}_{node.op}"
+        self._kernel_name = name
+        self.origins[v] = [name]
         par = [Var(k) for k in range(len(v.shape))]
         if node.op in TEMPLATES:
             inputs = [self.buf_of[x] for x in node.inputs]
@@ -221,6 +230,7 @@ class _Lowering:
             # An output that is an input/param, a repeated value or a constant: copy it.
             buf = self.new_buffer(v.shape, v.dtype, "output", name or "")
             par = [Var(k) for k in range(len(v.shape))]
+            self._kernel_name = f"k{len(self.kernels)}_copy"
             value = self.expr(v, par)
             self._memo.clear()
             self.kernels.append(LoopKernel(f"k{len(self.kernels)}_copy", v.shape,
@@ -230,6 +240,32 @@ class _Lowering:
                        list(g.output_names))
 
 
-def lower_graph(graph: Graph) -> Program:
-    """Cut a primitive-only graph into kernels (see the module docstring)."""
-    return _Lowering(graph).run()
+def lower_graph(graph: Graph, origins: dict | None = None) -> Program:
+    """Cut a primitive-only graph into kernels (see the module docstring). When given,
+    ``origins`` is filled with value -> (own kernel name or None, names of the kernels
+    that recompute it inline)."""
+    low = _Lowering(graph)
+    program = low.run()
+    if origins is not None:
+        for v, names in low.origins.items():
+            own = names[0] if v in low.materialized and names else None
+            origins[v] = (own, [n for n in names if n != own])
+    return program
+
+
+def annotate_fusion(graph: Graph) -> Graph:
+    """Note on each node its own kernel (``k3_add``) or, when it is inlined, the kernels
+    that recompute it (``fused into k4_mul``); the printer shows the notes as ``//``
+    comments, so the fusion groups are visible in ``dump-ir --stage optimized``."""
+    origins: dict = {}
+    lower_graph(graph, origins)
+    notes = {}
+    for node in graph.nodes:
+        if len(node.outputs) != 1 or node.outputs[0] not in origins:
+            continue
+        own, users = origins[node.outputs[0]]
+        if own is None and node.op == "constant":
+            continue        # literals are folded into every kernel that reads them
+        notes[node] = own if own else "fused into " + ", ".join(users)
+    graph.annotations = notes
+    return graph

@@ -5,7 +5,8 @@ syntax (e.g. fused-group regions) is one more method. Every node is rebuilt thro
 registry — attributes normalized, types re-derived by the op's shape rule and checked
 against the printed ones — so a parsed graph is as trustworthy as a built one.
 
-Grammar (whitespace, including newlines, is insignificant between tokens)::
+Grammar (whitespace, including newlines, and ``//`` comments to the end of a line are
+insignificant between tokens)::
 
     graph   := 'graph' GLOBAL '(' [sig {',' sig}] ')' ['params' '(' [sig {',' sig}] ')']
                '{' {node} 'return' [ret {',' ret}] '}'
@@ -45,7 +46,7 @@ _NAME_CHAR = r"(?:[A-Za-z0-9_./-]|:(?=[A-Za-z0-9_./:-]))"
 _NAME = _NAME_CHAR + "+"
 _STRING = r'"(?:[^"\\]|\\.)*"'
 _TOKEN = re.compile(rf"""
-    (?P<ws>\s+)
+    (?P<ws>\s+|//[^\n]*)
   | (?P<VALUE>%(?:{_STRING}|{_NAME}))
   | (?P<GLOBAL>@(?:{_STRING}|{_NAME}))
   | (?P<STRING>{_STRING})

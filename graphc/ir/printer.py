@@ -54,7 +54,10 @@ class Namer:
 
 
 def print_graph(g: Graph) -> str:
+    """The graph's text. ``g.annotations`` (node -> str), when a stage sets it, is printed
+    as a ``//`` comment after the node (the parser skips comments)."""
     names = Namer(g)
+    notes = getattr(g, "annotations", None) or {}
     sig = ", ".join(f"%{v.name}: {v.type}" for v in g.inputs)
     head = f"graph @{g.name}({sig})"
     if g.params:
@@ -68,7 +71,9 @@ def print_graph(g: Graph) -> str:
             attrs = " {" + ", ".join(f"{k}={format_attr(node.attrs[k])}"
                                      for k in sorted(node.attrs)) + "}"
         types = ", ".join(str(v.type) for v in node.outputs)
-        lines.append(f"  {outs} = {node.op}({args}){attrs} : {types}")
+        line = f"  {outs} = {node.op}({args}){attrs} : {types}"
+        note = notes.get(node)
+        lines.append(f"{line}  // {note}" if note else line)
     rets = []
     for v, name in zip(g.outputs, g.output_names):
         rets.append(names[v] if name is None else f"{name}={names[v]}")

@@ -1,6 +1,7 @@
 """The compiler pipeline, stage by stage: ``traced`` (the model's forward graph as traced),
 ``train`` (the train-step graph: forward + loss + backward + update, simplified) and
-``optimized`` (decomposed to primitives and simplified; fusion comes with the CPU backend).
+``optimized`` (decomposed to primitives and simplified, each node annotated with the fused
+kernel that computes it).
 ``build_stage`` is what ``python -m graphc dump-ir`` prints and the golden tests compare."""
 from __future__ import annotations
 
@@ -40,5 +41,6 @@ def build_stage(model, stage: str, batch_size: int = 32) -> Graph:
     g = ts.build_train_graph(model, x_types, y_types).graph
     g = simplify_graph(verify_graph(g))
     if stage == "optimized":
-        g = optimize_graph(g)
+        from graphc.codegen.lowering import annotate_fusion
+        g = annotate_fusion(verify_graph(optimize_graph(g)))
     return verify_graph(g)

@@ -92,3 +92,16 @@ def test_softmax_exp_fuses_into_its_sum():
     p = lower_graph(g)
     loops = [k for k in p.kernels if isinstance(k, LoopKernel)]
     assert len(loops) == 2 and all(k.reduction is not None for k in loops)
+
+
+def test_optimized_stage_shows_the_fusion_groups():
+    from graphc.ir.parser import parse
+    g = build_stage(_example("seed_mlp"), "optimized", batch_size=4)
+    text = str(g)
+    lines = [ln for ln in text.splitlines() if " = " in ln]
+    # Every non-literal node names its kernel or the kernels it is fused into.
+    assert all("//" in ln for ln in lines if "constant()" not in ln)
+    assert any("// k0_matmul" in ln for ln in lines)
+    fused = [ln for ln in lines if "// fused into k" in ln]
+    assert fused and all("matmul(" not in ln for ln in fused)   # templates are never inlined
+    assert parse(text).op_counts() == g.op_counts()             # comments parse away

@@ -56,8 +56,11 @@ def test_golden_ir_round_trips_through_parser(example, stage):
     path = GOLDEN / f"{example}.{stage}.ir"
     if not path.exists():
         pytest.skip(f"{path.name} not generated yet")
+    import re
     text = path.read_text()
-    assert str(parse(text)) == text
+    # The optimized stage notes each node's fused kernel in `//` comments, which the parser
+    # skips: the rest must print back exactly.
+    assert str(parse(text)) == re.sub(r"  // [^\n]*", "", text)
 
 
 def test_every_golden_file_belongs_to_an_example():
