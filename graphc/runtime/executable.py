@@ -7,6 +7,9 @@ the last partial batch of an epoch compiles once and is reused every epoch.
 """
 from __future__ import annotations
 
+import contextlib
+import gc
+
 import numpy as np
 
 from graphc.errors import DataError
@@ -29,6 +32,19 @@ def _as_target(a) -> np.ndarray:
     if a.dtype.kind in "iub":
         return a if a.dtype == np.int32 else a.astype(np.int32)
     raise DataError(f"targets of dtype {a.dtype} are not supported; use numbers")
+
+
+@contextlib.contextmanager
+def _gc_paused():
+    """Building and compiling a step allocates many small, acyclic IR objects; Python's
+    cyclic collector scanning them roughly doubled compile time for unrolled RNNs."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class Executable:
@@ -58,6 +74,12 @@ class Executable:
         check = getattr(self.model, "_check_input_arrays", None)
         if check is not None:
             check(list(xs))
+        with _gc_paused():
+            step, fn = self._build_step(kind, xs, ys)
+        self._steps[key] = (step, fn)
+        return step, fn
+
+    def _build_step(self, kind, xs, ys):
         x_types = [TensorType.of(a) for a in xs]
         y_types = [TensorType.of(a) for a in ys]
         if kind == "predict":
@@ -72,7 +94,6 @@ class Executable:
             fn = self.backend.compile(step.graph, inplace_state=True)
         else:
             fn = self.backend.compile(step.graph)
-        self._steps[key] = (step, fn)
         return step, fn
 
     def _prepare_x(self, xs):
