@@ -8,6 +8,15 @@ import pytest
 # run under the simulator unless a machine with a GPU says NUMBA_ENABLE_CUDASIM=0.
 os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
 
+# The cpu target's disk compile cache goes to a temp dir of this session (removed at exit):
+# the suite exercises the cache without littering ~/.cache or reusing stale entries.
+if "GRAPHC_CACHE_DIR" not in os.environ:
+    import atexit
+    import shutil
+    import tempfile
+    os.environ["GRAPHC_CACHE_DIR"] = _cache = tempfile.mkdtemp(prefix="graphc-test-cache-")
+    atexit.register(shutil.rmtree, _cache, ignore_errors=True)
+
 
 def pytest_addoption(parser):
     parser.addoption("--update-golden", action="store_true", default=False,

@@ -133,6 +133,21 @@ class Executable:
         step, fn = self._step("predict", xs)
         return [np.array(o) for o in fn(xs, [v.value for v in step.params])]
 
+    def memory_report(self) -> list[dict]:
+        """Per compiled step: its kind, input shapes and the backend's memory report (the
+        cpu target: planned arena peak vs the unplanned sum of its temps, plus external
+        bytes); a backend without one reports the unplanned sum of its temp buffers."""
+        out = []
+        for (kind, shapes, _), (step, fn) in self._steps.items():
+            report = getattr(fn, "memory_report", None)
+            if report is not None:
+                rep = dict(report())
+            else:
+                temps = _temp_bytes(step.graph)
+                rep = {"unplanned_bytes": temps, "peak_bytes": temps}
+            out.append({"kind": kind, "shapes": [list(s) for s, _ in shapes], **rep})
+        return out
+
     # -- Keras API --------------------------------------------------------------------
     def fit(self, *args, **kwargs):
         return training.fit(self, *args, **kwargs)
@@ -160,6 +175,14 @@ class Executable:
 
     def __repr__(self):
         return f"<graphc.Executable target={self.target} steps={len(self._steps)}>"
+
+
+def _temp_bytes(graph) -> int:
+    """The unplanned sum for a step without a memory planner: every intermediate value of
+    its graph (what the reference interpreter may hold)."""
+    ext = set(graph.inputs) | set(graph.params)
+    return sum(int(np.prod(v.shape)) * v.dtype.itemsize
+               for n in graph.nodes for v in n.outputs if v not in ext)
 
 
 def compile_model(model, target: str | None = None) -> Executable:

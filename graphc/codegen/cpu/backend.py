@@ -4,8 +4,9 @@ runs it with ONE ctypes call per step.
 ``CpuBackend.compile(graph)`` = optimize_graph (decompose + simplify) → verify →
 ``lower_graph`` (kernel form) → program module (program.py) → O3 + JIT (jit.py). The
 returned ``CpuStep`` owns a persistent arena (one 64-byte aligned byte array; every temp
-buffer and the template workspace at a fixed offset — bump allocation for now, a
-liveness-based planner later) and preallocated output arrays. Per call it only rebinds the
+buffer and the template workspace at the offset the liveness-based planner, memplan.py,
+gives it) and preallocated output arrays; compiled code is cached in process and on disk
+(cache.py). Per call it only rebinds the
 pointer-table slots of input/param arrays that are not the very objects of the last call,
 then calls the entry (ctypes releases the GIL for the duration).
 
@@ -15,13 +16,13 @@ runtime copies what it keeps: state into the model's variables, logs into floats
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import threading
 import time
-from collections import OrderedDict
+from dataclasses import dataclass
 
 import numpy as np
 
+from graphc.codegen.kernel import Buffer
 from graphc.errors import ShapeError
 from graphc.runtime.backends import register_backend
 
@@ -40,21 +41,50 @@ def _aligned_block(nbytes: int) -> tuple[np.ndarray, int]:
     return raw, (-addr) % _ALIGN
 
 
+@dataclass
+class StepMeta:
+    """What a ``CpuStep`` needs besides the machine code — picklable, so a step loaded
+    from the disk cache is rebuilt without rendering its LLVM module again."""
+    entry: str
+    buffers: list               # Buffer table (program buffers, workspace, template temps)
+    workspace_slot: int
+    workspace_bytes: int
+    aliases: dict               # output buffer -> param buffer updated in place
+    gemms: list                 # cache.ensure_gemm references of the GEMMs it calls
+    threads: int
+    stats: dict
+    plan: object                # memplan.MemoryPlan
+
+    @property
+    def nslots(self) -> int:
+        return len(self.buffers)
+
+    @classmethod
+    def of(cls, pmod, plan, gemm_refs) -> "StepMeta":
+        # Constants are globals inside the object code: their data is not needed again.
+        bufs = [Buffer(b.id, b.shape, b.dtype, b.kind, b.name) for b in pmod.buffers]
+        stats = {k: v for k, v in pmod.stats.items() if k != "pieces"}
+        return cls(pmod.entry, bufs, pmod.workspace_slot, pmod.workspace_bytes,
+                   dict(pmod.aliases), list(gemm_refs), pmod.threads, stats, plan)
+
+
 class CpuStep:
     """A compiled step: ``step(inputs, params) -> outputs`` (see the module docstring)."""
 
-    def __init__(self, graph, program, pmod, jm, timings):
-        self.graph, self.program, self.module_info, self.jit = graph, program, pmod, jm
+    def __init__(self, graph, program, meta: StepMeta, jm, timings):
+        if not isinstance(meta, StepMeta):
+            # A ProgramModule straight from build_program_module (tools, tests): plan it.
+            from graphc.codegen.cpu import memplan
+            meta = StepMeta.of(meta, memplan.plan_memory(meta), [])
+        self.graph, self.program, self.module_info, self.jit = graph, program, meta, jm
         self.timings = timings
-        bufs = pmod.buffers
-        # -- memory: temps (+ workspace) in one arena, outputs in one block ---------------
-        temp_off, off = {}, 0
-        for b in bufs:
-            if b.kind == "temp":
-                temp_off[b.id] = off
-                off += _align(max(b.nbytes, 1))
-        ws_off = off
-        off += _align(max(pmod.workspace_bytes, 1))
+        self.plan = plan = meta.plan
+        self._requests = {}
+        bufs = meta.buffers
+        # -- memory: temps and the template workspace at their planned offsets in one
+        # arena (a temp no kernel touches gets no bytes: its slot points at the arena
+        # start and is never dereferenced), outputs in one block ---------------------
+        off = max(_align(plan.peak_bytes), _ALIGN)
         # Small inputs are copied into buffers of their own (cheaper than rebinding a new
         # array's pointer: ~0.3 us vs ~1.7 us per call); big ones are read in place.
         copy_off = {}
@@ -66,16 +96,17 @@ class CpuStep:
         self.arena_bytes = off
         out_off, oo = {}, 0
         for bid in program.outputs:
-            if bid in pmod.aliases:
+            if bid in meta.aliases:
                 continue
             out_off[bid] = oo
             oo += _align(max(bufs[bid].nbytes, 1))
         self._out_block, obase = _aligned_block(oo)
-        self._table = (ctypes.c_void_p * pmod.nslots)()
+        self._table = (ctypes.c_void_p * meta.nslots)()
         arena_addr = self._arena.__array_interface__["data"][0] + base
-        for bid, o in temp_off.items():
-            self._table[bid] = arena_addr + o
-        self._table[pmod.workspace_slot] = arena_addr + ws_off
+        for b in bufs:
+            if b.kind == "temp":
+                self._table[b.id] = arena_addr + plan.offsets.get(b.id, 0)
+        self._table[meta.workspace_slot] = arena_addr + plan.offsets.get(meta.workspace_slot, 0)
         self._copies = [None] * len(program.inputs)
         for i, o in copy_off.items():
             b = bufs[program.inputs[i]]
@@ -85,7 +116,7 @@ class CpuStep:
         self.outputs = []
         for bid in program.outputs:
             b = bufs[bid]
-            if bid in pmod.aliases:
+            if bid in meta.aliases:
                 self.outputs.append(None)       # the param array, filled in per call
                 continue
             start = obase + out_off[bid]
@@ -100,12 +131,12 @@ class CpuStep:
                        for i, bid in enumerate(list(program.inputs) + list(program.params))]
         self._nin, self._nparam = len(program.inputs), len(program.params)
         slot_of = {bid: i for i, (bid, *_) in enumerate(self._slots)}
-        self._alias = [(oi, slot_of[pmod.aliases[bid]])
-                       for oi, bid in enumerate(program.outputs) if bid in pmod.aliases]
+        self._alias = [(oi, slot_of[meta.aliases[bid]])
+                       for oi, bid in enumerate(program.outputs) if bid in meta.aliases]
         self._inplace_slots = {si for _, si in self._alias}
         self._bound = [None] * len(self._slots)     # the array objects bound last call
         self._keep = [None] * len(self._slots)      # what the table points into
-        self._fn = jm.cfunc(pmod.entry, None, ctypes.c_void_p)
+        self._fn = jm.cfunc(meta.entry, None, ctypes.c_void_p)
         self._table_addr = ctypes.addressof(self._table)
         self._lock = threading.Lock()
 
@@ -176,38 +207,38 @@ class CpuStep:
     # -- introspection ------------------------------------------------------------------
     @property
     def llvm_ir(self) -> str:
-        """The optimized LLVM IR of the step module."""
-        return self.jit.llvm_ir
+        """The optimized LLVM IR of the step module (re-rendered for a step whose machine
+        code came from the disk cache)."""
+        text = self.jit.llvm_ir
+        if text is None:
+            from graphc.codegen.cpu import jit
+            from graphc.codegen.cpu.program import build_program_module
+            pmod = build_program_module(self.program, threads=self.module_info.threads,
+                                        inplace=self._requests)
+            text = jit.optimized_ir(pmod.module)
+        return text
 
     def memory_report(self) -> dict:
-        temps = sum(b.nbytes for b in self.module_info.buffers if b.kind == "temp")
-        return {"arena_bytes": self.arena_bytes, "temp_bytes_unplanned": temps,
-                "workspace_bytes": self.module_info.workspace_bytes}
-
-
-# In-process cache of JIT-compiled step modules, keyed by the module's IR text (which
-# names the host triple and embeds every constant) and the host CPU: compiling the same
-# step again (a second Executable of the same model, test and train steps rebuilt after
-# recompiling a model) skips LLVM. Code is shared; every CpuStep gets its own memory.
-_CACHE_SIZE = 32
-_cache: "OrderedDict[tuple, object]" = OrderedDict()
-_cache_lock = threading.Lock()
-
-
-def _jit_cached(text: str):
-    from graphc.codegen.cpu import jit
-    key = (hashlib.sha256(text.encode()).hexdigest(), jit.host_features())
-    with _cache_lock:
-        hit = _cache.get(key)
-        if hit is not None:
-            _cache.move_to_end(key)
-            return hit, True
-    jm = jit.JitModule(text)
-    with _cache_lock:
-        _cache[key] = jm
-        while len(_cache) > _CACHE_SIZE:
-            _cache.popitem(last=False)
-    return jm, False
+        """Bytes this step uses: the planned arena (temps + template workspace) against
+        the unplanned sum of the same buffers, and the external buffers (inputs, params,
+        outputs) the caller owns or this step returns."""
+        meta, plan, program = self.module_info, self.plan, self.program
+        bufs = meta.buffers
+        ext = {"input": sum(bufs[b].nbytes for b in program.inputs),
+               "param": sum(bufs[b].nbytes for b in program.params),
+               "output": sum(bufs[b].nbytes for b in program.outputs
+                             if b not in meta.aliases)}
+        return {"peak_bytes": plan.peak_bytes,
+                "unplanned_bytes": plan.unplanned_bytes,
+                "temp_bytes_unplanned": sum(b.nbytes for b in bufs if b.kind == "temp"),
+                "workspace_bytes": meta.workspace_bytes,
+                "arena_bytes": self.arena_bytes,
+                "input_copy_bytes": self.arena_bytes - max(_align(plan.peak_bytes), _ALIGN),
+                "external_bytes": sum(ext.values()),
+                "input_bytes": ext["input"], "param_bytes": ext["param"],
+                "output_bytes": ext["output"],
+                "inplace_outputs": len(meta.aliases),
+                "planned_buffers": len(plan.offsets), "unused_temps": len(plan.unused)}
 
 
 class CpuBackend:
@@ -225,21 +256,28 @@ class CpuBackend:
         from graphc.passes.pipeline import optimize_graph, verify_graph
         return verify_graph(optimize_graph(graph))
 
-    def compile(self, graph, *, inplace_state: bool = False) -> CpuStep:
+    def compile(self, graph, *, inplace_state: bool = False,
+                memory_plan: bool = True) -> CpuStep:
         """``inplace_state``: an output named like a param (the train graph's new weights
         and optimizer slots) is written straight into the param array passed in, where
         legal, and returned as that very array — no new buffer, no copy back. The caller's
         param arrays are then updated by each call (what ``Executable.train_step`` wants;
-        off by default because ``fn(inputs, params)`` otherwise leaves its inputs alone)."""
-        from graphc.codegen.cpu import templates
+        off by default because ``fn(inputs, params)`` otherwise leaves its inputs alone).
+        ``memory_plan=False``: every temp at an offset of its own (for comparisons).
+
+        Machine code comes from the compile cache (cache.py) when the same optimized graph
+        was compiled before with the same options, in this process or (on disk) in an
+        earlier one: then neither the LLVM module is rendered nor LLVM run."""
+        from graphc.codegen.cpu import cache, memplan, parallel, templates
         from graphc.codegen.cpu.program import build_program_module
         from graphc.codegen.lowering import lower_graph
+        from graphc.ir.printer import print_graph
         t0 = time.perf_counter()
         g = self.prepare(graph)
         t1 = time.perf_counter()
+        # Lowering is cheap (ms) and gives the buffer binding the step needs: always run.
         program = lower_graph(g)
         t2 = time.perf_counter()
-        gemm0 = templates.gemm_compile_seconds()
         requests = {}
         if inplace_state:
             by_name = {program.buffers[b].name: b for b in program.params}
@@ -247,20 +285,53 @@ class CpuBackend:
                 pb = by_name.get(program.buffers[ob].name)
                 if pb is not None and program.buffers[ob].kind == "output":
                     requests[ob] = pb
-        pmod = build_program_module(program, inplace=requests)
-        text = str(pmod.module)
-        pmod.ensure_symbols()
+        threads = parallel.default_threads()
+        key = cache.make_key("step", print_graph(g), repr(sorted(requests.items())),
+                             f"threads={threads} plan={bool(memory_plan)} "
+                             f"epilogue_gemm_min={templates.MIN_EPILOGUE_GEMM_FLOPS}")
         t3 = time.perf_counter()
-        jm, hit = _jit_cached(text)
+        gemm0 = templates.gemm_compile_seconds()
+        llvm = {"llvm_optimize": 0.0, "llvm_codegen": 0.0, "llvm_parse": 0.0}
+        ir_build = 0.0
+        hit, source = cache.memory_get(key), "memory"
+        if hit is None:
+            value = cache.disk_load(key)
+            if value is not None:
+                try:
+                    meta = value["meta"]
+                    # The GEMMs first: the step object calls them by symbol.
+                    if all(cache.load_gemm(ref) for ref in meta.gemms):
+                        parallel.ensure_runtime_symbols()
+                        hit, source = (meta, cache.ObjectModule(value["object"])), "disk"
+                except Exception:       # an unusable entry: compile afresh (and overwrite)
+                    cache.STATS["corrupt"] += 1
+                    hit = None
+            if hit is None:
+                pmod = build_program_module(program, threads=threads, inplace=requests)
+                plan = memplan.plan_memory(pmod) if memory_plan else memplan.bump_plan(pmod)
+                ir_build = time.perf_counter() - t3
+                refs = [cache.ensure_gemm(spec, t) for spec, t in pmod.gemms]
+                meta = StepMeta.of(pmod, plan, refs)
+                pmod.ensure_symbols()
+                obj, _, lt = cache.compile_object(pmod.module)
+                # No ModuleRef kept: after emission it holds codegen-prepared IR, not the
+                # optimized IR ``llvm_ir`` promises (re-rendered on demand, cold or cached).
+                hit, source = (meta, cache.ObjectModule(obj, lt)), "compiled"
+                llvm = {"llvm_optimize": lt["optimize"], "llvm_codegen": lt["codegen"],
+                        "llvm_parse": lt["parse_verify"]}
+                cache.disk_store(key, {"meta": meta, "object": obj})
+            cache.memory_put(key, hit)
+        meta, module = hit
+        step = CpuStep(g, program, meta, module, {})
+        step._requests = requests
         t4 = time.perf_counter()
-        llvm = {"llvm_optimize": 0.0, "llvm_codegen": 0.0, "llvm_parse": 0.0} if hit else \
-            {"llvm_optimize": jm.timings["optimize"], "llvm_codegen": jm.timings["codegen"],
-             "llvm_parse": jm.timings["parse_verify"]}
-        timings = {"passes": t1 - t0, "lowering": t2 - t1,
-                   "ir_build": t3 - t2 - (templates.gemm_compile_seconds() - gemm0),
-                   "gemm_llvm": templates.gemm_compile_seconds() - gemm0, **llvm,
-                   "cache_hit": hit, "total": t4 - t0}
-        return CpuStep(g, program, pmod, jm, timings)
+        step.timings = {"passes": t1 - t0, "lowering": t2 - t1, "cache_key": t3 - t2,
+                        "ir_build": ir_build,
+                        "gemm_llvm": templates.gemm_compile_seconds() - gemm0, **llvm,
+                        "load": module.timings.get("load", 0.0) if source != "memory" else 0.0,
+                        "cache_hit": source != "compiled", "cache": source,
+                        "total": t4 - t0}
+        return step
 
 
 register_backend("cpu", CpuBackend)

@@ -4,7 +4,9 @@ use as scratch, then temps templates add). The entry calls every kernel in progr
 constant buffers are module globals, never in the table. GEMMs and the thread pool are
 called by symbol (``ProgramModule.ensure_symbols`` compiles/registers them).
 
-Before rendering, two program-level rewrites (the kernel form stays the contract):
+Before rendering, program-level rewrites (the kernel form stays the contract):
+- an elementwise loop that is the sole reader of a matmul/conv output folds into it as its
+  epilogue (graphc/codegen/epilogue.py; bias, activation, residual, relu' masks);
 - a 2-D transpose only matmuls read is not materialized: the matmul reads its source in
   place (``fold_transposes``; the backward pass's X^T and W^T);
 - consecutive elementwise kernels over the same iteration space merge into one
@@ -30,6 +32,7 @@ from llvmlite import ir
 from graphc.codegen.kernel import (Buffer, Guard, Load, LoopKernel, Op, Program, Random, Store,
                                    TemplateKernel, Var, flatten)
 from graphc.ir.dtypes import DType
+from graphc.codegen.cpu.dedupe import kernel_key
 from graphc.codegen.cpu import loops, templates
 from graphc.codegen.cpu.loops import I8, I64, PTR, VOID
 
@@ -51,6 +54,10 @@ class ProgramModule:
     stats: dict = field(default_factory=dict)
     gemms: list = field(default_factory=list)   # (GemmSpec, threads) the module calls
     aliases: dict = field(default_factory=dict)  # output buffer -> param updated in place
+    # (kernel, its pieces) in execution order and {transposed buffer: source} as rendered:
+    # what the memory planner (memplan.py) derives buffer live ranges from.
+    schedule: list = field(default_factory=list)
+    transposed: dict = field(default_factory=dict)
 
     def ensure_symbols(self) -> None:
         """Compile/register what the module calls by name (GEMMs, the thread pool): call
@@ -186,6 +193,12 @@ def build_program_module(p: Program, *, threads: int | None = None,
         return buf
     ctx = StepContext(module, b, table, bufs, const_ptrs, ws_slot, threads)
     pfor = None
+    if fuse:
+        # Epilogues into contractions first (needs the unmerged loop kernels); the
+        # folded-away intermediate buffers stay in the table, empty.
+        from graphc.codegen.epilogue import fuse_epilogues
+        p = fuse_epilogues(p, templates.epilogue_supported)
+        bufs[:len(p.buffers)] = p.buffers
     skip, transposed = fold_transposes(p.kernels, bufs)
     kernels = fuse_loop_kernels(p.kernels, bufs, transposed, skip) if fuse else \
         [k for n, k in enumerate(p.kernels) if n not in skip]
@@ -195,6 +208,8 @@ def build_program_module(p: Program, *, threads: int | None = None,
     stats = {"loop_kernels": 0, "parallel_kernels": 0, "native_steps": 0, "templates": {},
              "pieces": [], "folded_transposes": len(skip)}
     workspace = 0
+    schedule = []
+    built: dict = {}     # structural kernel key -> KernelFunction (see dedupe.py)
     if profile:
         scratch = list(bufs)
         nmax = sum(len(templates.expand(k, scratch, _scratch_temp(scratch), transposed))
@@ -219,6 +234,7 @@ def build_program_module(p: Program, *, threads: int | None = None,
             stats["templates"][kernel.op] = stats["templates"].get(kernel.op, 0) + 1
         else:
             pieces = [kernel]
+        schedule.append((kernel, pieces))
         for piece in pieces:
             stats["pieces"].append(piece.name)
             if isinstance(piece, templates.NativeStep):
@@ -237,8 +253,16 @@ def build_program_module(p: Program, *, threads: int | None = None,
             else:
                 assert isinstance(piece, LoopKernel)
                 stats["loop_kernels"] += 1
-                kf = loops.build_loop_kernel(module, f"{entry_name}.{piece.name}", piece,
-                                             bufs, const_ptrs)
+                reads, writes = loops.buffers_used(piece)
+                args = sorted((reads | writes) - set(const_ptrs))
+                key = kernel_key(piece, args)
+                kf = built.get(key)
+                if kf is None:
+                    kf = built[key] = loops.build_loop_kernel(
+                        module, f"{entry_name}.{piece.name}", piece, bufs, const_ptrs)
+                else:   # the same code on other buffers (e.g. the next RNN time step)
+                    stats["shared_kernels"] = stats.get("shared_kernels", 0) + 1
+                    kf = loops.KernelFunction(kf.fn, args, kf.extent)
                 cost = loops.kernel_cost(piece)
             ntasks = min(threads, kf.extent, cost // MIN_COST_PER_TASK)
             if ntasks >= 2:
@@ -254,7 +278,7 @@ def build_program_module(p: Program, *, threads: int | None = None,
     b.ret_void()
     gemms = [(spec, t) for (_, t), spec in ctx.gemms.items()]
     return ProgramModule(module, entry_name, bufs, ws_slot, workspace, threads, stats, gemms,
-                         aliases)
+                         aliases, schedule, transposed)
 
 
 def _transpose_source(k, bufs):
@@ -294,6 +318,8 @@ def fold_transposes(kernels, bufs):
             for i in k.inputs:
                 if i in ok and not inplace:
                     ok[i] = False
+            for i in _epilogue_reads(k) & ok.keys():
+                ok[i] = False
         else:
             reads, _ = loops.buffers_used(k)
             for i in reads & ok.keys():
@@ -302,9 +328,14 @@ def fold_transposes(kernels, bufs):
     return {candidates[b][0] for b in folded}, folded
 
 
+def _epilogue_reads(k):
+    from graphc.codegen.epilogue import expr_reads
+    return expr_reads(k.epilogue) if k.epilogue is not None else set()
+
+
 def _reads(k, transposed):
     if isinstance(k, TemplateKernel):
-        return {transposed.get(i, i) for i in k.inputs}
+        return {transposed.get(i, i) for i in k.inputs} | _epilogue_reads(k)
     return loops.buffers_used(k)[0]
 
 
@@ -430,9 +461,12 @@ def plan_inplace(kernels, bufs, transposed, requests):
     out = []
     for k in kernels:
         if isinstance(k, TemplateKernel):
-            if any(i in granted for i in k.inputs) or k.output in granted:
+            if any(i in granted for i in k.inputs) or k.output in granted or \
+                    _epilogue_reads(k) & granted.keys():
+                from graphc.codegen.epilogue import rename_loads
+                ep = rename_loads(k.epilogue, granted) if k.epilogue is not None else None
                 k = TemplateKernel(k.name, k.op, [granted.get(i, i) for i in k.inputs],
-                                   granted.get(k.output, k.output), k.attrs, k.epilogue)
+                                   granted.get(k.output, k.output), k.attrs, ep)
             out.append(k)
             continue
         memo = {}
@@ -477,7 +511,8 @@ def _scratch_temp(bufs):
 def _task_function(module, kf: loops.KernelFunction, ctx: StepContext, ntasks: int):
     """``void task(ptr table, i64 t)``: chunk t of T of the kernel's split axis."""
     from graphc.codegen.cpu import parallel
-    fn = ir.Function(module, parallel.TASK_FN_TYPE, name=f"{kf.fn.name}.task")
+    # A shared kernel function (dedupe.py) gets one task wrapper per call site.
+    fn = ir.Function(module, parallel.TASK_FN_TYPE, name=module.get_unique_name(f"{kf.fn.name}.task"))
     fn.linkage = "internal"
     table, t = fn.args
     b = ir.IRBuilder(fn.append_basic_block("entry"))

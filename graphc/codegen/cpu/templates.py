@@ -18,8 +18,11 @@ emitted straight into the step function: GEMM calls, the scatter loop).
   in the kernel form itself (window taps as reduction axes, padding as guards).
 - gather: a loop kernel with a data-dependent load; scatter_add: zero fill, then a native
   loop that accumulates in index order (deterministic, as np.add.at).
-- An ``epilogue`` becomes a loop kernel over the template's output (not yet fused into the
-  GEMM/conv store, which both support).
+- An ``epilogue`` (formed by graphc/codegen/epilogue.py: bias, activation, residual add,
+  activation-gradient masks) runs at the store of the GEMM micro-kernel and of the conv2d /
+  conv2d_backprop_input kernels, rendered on ``<W x float>`` vectors (``VectorEpilogue``);
+  a loop-kernel contraction (matrix-vector shapes, other dtypes) applies it in its store;
+  anything else runs it as a loop over the output after the template.
 """
 from __future__ import annotations
 
@@ -35,6 +38,7 @@ from graphc.codegen.kernel import (Acc, Const, Guard, IndexValue, Lit, Load, Loo
                                    Random, Reduction, Store, TemplateKernel, Var, flatten,
                                    ix_add, ix_div, ix_mod, ix_mul, row_major_strides)
 from graphc.codegen.cpu.loops import I64, PTR, VOID, DynLoad, mem_type
+from graphc.codegen.epilogue import EPILOGUE_OPS, identity_index, load_kind, vector_subset
 from graphc.errors import GraphcError
 from graphc.ir.dtypes import DType
 
@@ -49,6 +53,7 @@ class NativeStep:
     emit: Callable
     workspace_bytes: int = 0
     info: dict = field(default_factory=dict)
+    epilogue_fused: bool = False
 
 
 @dataclass
@@ -62,6 +67,7 @@ class ExternKernel:
     inputs: list
     output: int
     flops: int
+    epilogue_fused: bool = False
 
 
 def _vars(n, start=0):
@@ -120,14 +126,183 @@ def expand(k: TemplateKernel, buffers, new_temp=None, transposed=None) -> list:
     if transposed and k.op == "matmul":
         attrs = dict(attrs, _transposed={i: buffers[transposed[i]] for i in k.inputs
                                          if i in transposed})
-    pieces = fn(k, [buffers[i] for i in k.inputs], buffers[k.output], attrs, new_temp)
     if k.epilogue is not None:
+        attrs = dict(attrs, _epilogue=k.epilogue)
+    pieces = fn(k, [buffers[i] for i in k.inputs], buffers[k.output], attrs, new_temp)
+    if k.epilogue is not None and not any(getattr(p, "epilogue_fused", False) for p in pieces):
         out = buffers[k.output]
         par = _vars(len(out.shape))
         idx = flatten(par, out.shape)
-        value = substitute_acc(k.epilogue, Load(out.id, idx, out.dtype))
-        pieces.append(LoopKernel(f"{k.name}_epilogue", out.shape, [Store(out.id, idx, value)]))
+        last = pieces[-1] if pieces else None
+        if isinstance(last, LoopKernel) and last.reduction is not None and \
+                len(last.stores) == 1 and isinstance(last.stores[0].value, Acc) and \
+                last.stores[0].buffer == out.id and last.stores[0].index == idx and \
+                tuple(last.shape) == tuple(out.shape):
+            # A loop contraction: the epilogue goes into its store (Acc = the reduction).
+            pieces[-1] = LoopKernel(last.name, last.shape,
+                                    [Store(out.id, idx, k.epilogue)], last.reduction)
+        else:
+            value = substitute_acc(k.epilogue, Load(out.id, idx, out.dtype))
+            pieces.append(LoopKernel(f"{k.name}_epilogue", out.shape,
+                                     [Store(out.id, idx, value)]))
     return pieces
+
+
+# ----------------------------------------------------------------------------- epilogues
+
+
+def epilogue_supported(k: TemplateKernel, epilogue, buffers) -> bool:
+    """Whether the CPU templates fuse ``epilogue`` into contraction ``k`` (the
+    ``supported`` predicate of epilogue.fuse_epilogues): the vector subset on a matmul or
+    conv2d / conv2d_backprop_input. (Loop-kernel contractions take it in their store;
+    float32 GEMM / conv kernels render it on vectors.)"""
+    out = buffers[k.output]
+    if k.op == "matmul":
+        # Each distinct epilogue is another GEMM variant: ~0.5-1.3 s of LLVM. Worth it on
+        # big products (W1's layers); on small ones (an unrolled LSTM's 1,000 32x64x256
+        # products, 8 epilogue kinds) the separate loop costs microseconds, the variants
+        # seconds of compile time.
+        a = buffers[k.inputs[0]]
+        flops = 2 * int(np.prod(out.shape)) * (a.shape[-1] if a.shape else 1)
+        if flops < MIN_EPILOGUE_GEMM_FLOPS:
+            return False
+    return k.op in EPILOGUE_OPS and out.dtype == DType.f32 and \
+        vector_subset(epilogue, out.shape, out.dtype)
+
+
+#: Smallest matmul (in flops) that gets its epilogue fused into the GEMM.
+MIN_EPILOGUE_GEMM_FLOPS = 1 << 24
+
+
+class VectorEpilogue:
+    """An epilogue Expr (``vector_subset``) rendered on ``<W x float>`` vectors at a
+    contraction's store, through the gemm.Epilogue hook ``emit(b, acc, row, col, ctx)``
+    (row: flat row of a [rows, ld] view of the output; col: column of lane 0).
+
+    Each distinct buffer loaded is one extra pointer argument (``buffers``, in order);
+    loads address it by ``load_kind``: the output element (row * ld + col), the column
+    vector (bias) or a scalar. ``ld``: an int (baked in: conv kernels are shape
+    specialized) or None (an extra i64 argument after the pointers, so one GEMM variant
+    serves every width). ``key`` names the code: equal keys, equal machine code."""
+
+    def __init__(self, expr, out_shape, ld: int | None):
+        import hashlib
+        self.expr, self.out_shape, self.ld = expr, tuple(out_shape), ld
+        self.buffers: list[int] = []
+        self._kinds: dict = {}
+        canon = self._canon(expr, {})
+        self.has_elem = any(kd == "elem" for kd in self._kinds.values())
+        self.ld_arg = self.has_elem and ld is None
+        tag = f"ld{ld}" if ld is not None else "lda"
+        self.canon = f"{canon}|{tag}"
+        self.key = "ep" + hashlib.sha1(self.canon.encode()).hexdigest()[:12]
+
+    def _canon(self, e, memo) -> str:
+        hit = memo.get(id(e))
+        if hit is not None:
+            return hit
+        if isinstance(e, Acc):
+            r = "acc"
+        elif isinstance(e, Const):
+            r = f"{e.dtype}:{float(e.value)!r}"
+        elif isinstance(e, Load):
+            kind = load_kind(e.index, self.out_shape)
+            if e.buffer not in self.buffers:
+                self.buffers.append(e.buffer)
+            slot = self.buffers.index(e.buffer)
+            self._kinds[(e.buffer, e.index)] = kind
+            r = f"{kind}{slot}" + (f"@{e.index}" if kind == "scalar" else "")
+        elif isinstance(e, Op):
+            attrs = ",".join(f"{k}={v}" for k, v in sorted(e.attrs.items()))
+            r = f"{e.op}:{e.dtype}({','.join(self._canon(a, memo) for a in e.args)}{attrs})"
+        else:
+            raise GraphcError(f"epilogue: cannot render {type(e).__name__} on vectors")
+        memo[id(e)] = r
+        return r
+
+    @property
+    def arg_types(self) -> tuple:
+        return (PTR,) * len(self.buffers) + ((I64,) if self.ld_arg else ())
+
+    def gemm_epilogue(self):
+        from graphc.codegen.cpu import gemm
+        return gemm.Epilogue(self.emit, self.arg_types, self.key)
+
+    def emit(self, b, acc, row, col, ctx):
+        from graphc.codegen.cpu import loops
+        w = ctx.width
+        F32 = ir.FloatType()
+        vty = ir.VectorType(F32, w)
+        bty = ir.VectorType(ir.IntType(1), w)
+        ptrs = ctx.args[:len(self.buffers)]
+        ld = ctx.args[len(self.buffers)] if self.ld_arg else I64(self.ld or 0)
+        memo = {}
+        elem = []
+
+        def elem_off():
+            if not elem:
+                elem.append(b.add(b.mul(row, ld), col))
+            return elem[0]
+
+        def go(e):
+            hit = memo.get(id(e))
+            if hit is not None:
+                return hit
+            if isinstance(e, Acc):
+                r = acc
+            elif isinstance(e, Const):
+                r = ir.Constant(bty, [int(bool(e.value))] * w) if e.dtype == DType.bool \
+                    else ir.Constant(vty, [float(np.float32(e.value))] * w)
+            elif isinstance(e, Load):
+                ptr = ptrs[self.buffers.index(e.buffer)]
+                kind = load_kind(e.index, self.out_shape)
+                if kind == "elem":
+                    r = ctx.load_vector(b, ptr, elem_off())
+                elif kind == "col":
+                    r = ctx.load_vector(b, ptr, col)
+                else:
+                    r = ctx.splat(b, ctx.load_scalar(b, ptr, I64(e.index.value)))
+            else:
+                args = [go(a) for a in e.args]
+                xdt = e.args[0].dtype if e.args else e.dtype
+                name = e.op
+                flags = loops._EW_FLAGS
+                if name == "add":
+                    r = b.fadd(*args, flags=flags)
+                elif name == "sub":
+                    r = b.fsub(*args, flags=flags)
+                elif name == "mul":
+                    r = b.fmul(*args, flags=flags)
+                elif name == "div":
+                    r = b.fdiv(*args)
+                elif name == "neg":
+                    r = b.fneg(args[0])
+                elif name in ("maximum", "minimum"):
+                    r = loops.minmax_ir(b, args[0], args[1], xdt, name == "minimum")
+                elif name in loops._CMP:
+                    r = loops.compare_ir(b, name, args[0], args[1], xdt)
+                elif name == "select":
+                    r = b.select(*args)
+                elif name == "cast":
+                    if xdt == e.dtype:
+                        r = args[0]
+                    elif e.dtype == DType.bool:       # NaN is True, as numpy
+                        r = b.fcmp_unordered("!=", args[0], ir.Constant(vty, None))
+                    else:
+                        r = b.uitofp(args[0], vty)
+                else:
+                    raise GraphcError(f"epilogue: no vector rendering for op '{name}'")
+            memo[id(e)] = r
+            return r
+        return go(self.expr)
+
+
+def _vector_epilogue(attrs, out, ld):
+    """The VectorEpilogue of the kernel's epilogue (``attrs['_epilogue']``), or None."""
+    ep = attrs.get("_epilogue")
+    if ep is None or out.dtype != DType.f32 or not vector_subset(ep, out.shape, out.dtype):
+        return None
+    return VectorEpilogue(ep, out.shape, ld)
 
 # ----------------------------------------------------------------------------- matmul
 
@@ -239,8 +414,12 @@ def _matmul(k, ins, out, attrs, new_temp=None):
     cfg = gemm.default_config()
     if Mg * N * K >= NARROW_MIN_MADDS:
         cfg = gemm.select_config(Mg, N, K, cfg)
-    spec = gemm.GemmSpec(trans_a=ta, trans_b=tb, cfg=cfg)
     assert not ((ta or tb) and len(out.shape) != 2), "transposed operands are 2-D only"
+    # The epilogue's rows are C's rows: fused when C is one [Mg, N] call.
+    vep = _vector_epilogue(attrs, out, None) if (fold or nb == 1) else None
+    spec = gemm.GemmSpec(trans_a=ta, trans_b=tb, cfg=cfg,
+                         epilogue=vep.gemm_epilogue() if vep is not None else None)
+    extra_types = list(vep.arg_types) if vep is not None else []
     threads = parallel.default_threads()
     # Offsets (elements) of each batch's A, B and C under numpy broadcasting.
     calls = []
@@ -266,17 +445,21 @@ def _matmul(k, ins, out, attrs, new_temp=None):
         f = ctx.module.globals.get(name)
         if f is None:
             f = ir.Function(ctx.module, ir.FunctionType(VOID, [I64, I64, I64, PTR, I64, PTR, I64,
-                                                               PTR, I64, PTR, I64]), name=name)
+                                                               PTR, I64, PTR, I64,
+                                                               *extra_types]), name=name)
         bld = ctx.builder
         pa, pb, pc = ctx.ptr(pa_buf.id), ctx.ptr(pb_buf.id), ctx.ptr(out.id)
         f32 = mem_type(DType.f32)
+        extra = []
+        if vep is not None:
+            extra = [ctx.ptr(bid) for bid in vep.buffers] + ([I64(N)] if vep.ld_arg else [])
         if len(calls) <= 8:
             for oa, ob, oc in calls:
                 bld.call(f, [I64(Mg), I64(N), I64(K),
                              bld.gep(pa, [I64(oa)], inbounds=True, source_etype=f32), I64(lda),
                              bld.gep(pb, [I64(ob)], inbounds=True, source_etype=f32), I64(ldb),
                              bld.gep(pc, [I64(oc)], inbounds=True, source_etype=f32), I64(N),
-                             ctx.workspace, I64(threads)])
+                             ctx.workspace, I64(threads), *extra])
             return
         # Many batches: a loop over a constant table of offsets.
         table = np.array(calls, dtype=np.int64).reshape(-1)
@@ -290,9 +473,11 @@ def _matmul(k, ins, out, attrs, new_temp=None):
                          bld.gep(pc, [offs[2]], inbounds=True, source_etype=f32), I64(N),
                          ctx.workspace, I64(threads)])
 
-    return [NativeStep(k.name, emit, scratch, {"gemm": spec.key, "M": Mg, "N": N, "K": K,
-                                               "calls": len(calls), "reads": [pa_buf.id,
-                                                                               pb_buf.id]})]
+    info = {"gemm": spec.key, "M": Mg, "N": N, "K": K, "calls": len(calls),
+            "reads": [pa_buf.id, pb_buf.id] + (list(vep.buffers) if vep else [])}
+    if vep is not None:
+        info["epilogue"] = vep.canon
+    return [NativeStep(k.name, emit, scratch, info, epilogue_fused=vep is not None)]
 
 # ----------------------------------------------------------------------------- convolution
 # float32 runs conv.py's / pool.py's shape-specialized kernels; other dtypes (float64 for
@@ -313,10 +498,13 @@ def _generated(kind, k, ins, out, attrs, flops):
                            padding=attrs["padding"])
     a = ins[0].shape
     b = ins[1].shape if len(ins) > 1 else None
+    vep = _vector_epilogue(attrs, out, out.shape[-1]) if kind in (
+        "conv2d", "conv2d_backprop_input") else None
+    ep = vep.gemm_epilogue() if vep is not None else None
     builders = {
-        "conv2d": lambda m, nm: conv.emit_conv2d(m, nm, a, b, **conv_kw()),
+        "conv2d": lambda m, nm: conv.emit_conv2d(m, nm, a, b, epilogue=ep, **conv_kw()),
         "conv2d_backprop_input": lambda m, nm: conv.emit_conv2d_backprop_input(
-            m, nm, a, b, out.shape, **conv_kw()),
+            m, nm, a, b, out.shape, epilogue=ep, **conv_kw()),
         "conv2d_backprop_filter": lambda m, nm: conv.emit_conv2d_backprop_filter(
             m, nm, a, b, out.shape, **conv_kw()),
         "max_pool2d": lambda m, nm: pool.emit_max_pool2d(m, nm, a, **pool_kw()),
@@ -326,7 +514,9 @@ def _generated(kind, k, ins, out, attrs, flops):
         "avg_pool2d_grad": lambda m, nm: pool.emit_avg_pool2d_grad(m, nm, out.shape,
                                                                    **pool_kw()),
     }
-    return ExternKernel(k.name, builders[kind], [x.id for x in ins], out.id, flops)
+    extra = list(vep.buffers) if vep is not None else []
+    return ExternKernel(k.name, builders[kind], [x.id for x in ins] + extra, out.id, flops,
+                        epilogue_fused=vep is not None)
 
 
 def _conv_flops(k, ins, out):
