@@ -21,9 +21,9 @@ EXIT_ERROR = 2   # argparse's status for usage errors; dump-ir uses it for every
 # Kept here, not read from graphc.passes.pipeline.STAGES, so that --help does not import
 # the compiler; test_cli checks that the two agree.
 GRAPH_STAGES = ("traced", "train", "optimized")
-# 'llvm' prints the optimized LLVM IR of the cpu target; it depends on the host CPU's
-# features, so it has no golden files.
-STAGES = GRAPH_STAGES + ("llvm",)
+# 'llvm' prints the optimized LLVM IR of the cpu target (it depends on the host CPU's
+# features, so it has no golden files); 'cuda' the generated CUDA kernels and launch plan.
+STAGES = GRAPH_STAGES + ("llvm", "cuda")
 
 # The name model files run under: anything but "__main__", so that training code under
 # ``if __name__ == "__main__":`` in an example does not run when its IR is dumped.
@@ -111,6 +111,9 @@ def _build_stage(model, stage: str, batch_size: int):
     if stage == "llvm":
         from graphc.codegen.cpu.dump import llvm_ir
         return llvm_ir(build_stage(model, "optimized", batch_size))
+    if stage == "cuda":
+        from graphc.codegen.cuda.dump import cuda_source
+        return cuda_source(build_stage(model, "optimized", batch_size))
     return build_stage(model, stage, batch_size)
 
 
@@ -183,7 +186,9 @@ def make_parser() -> argparse.ArgumentParser:
     dump.add_argument("--stage", choices=STAGES, default="traced",
                       help="traced: forward graph as traced; train: forward + loss + "
                            "backward + optimizer update; optimized: train after "
-                           "decomposition and simplification (default: %(default)s)")
+                           "decomposition and simplification, annotated with its fused "
+                           "kernels; llvm: the cpu target's LLVM IR; cuda: the cuda "
+                           "target's kernels and launch plan (default: %(default)s)")
     dump.add_argument("--batch-size", type=_positive_int, default=32, metavar="N",
                       help="static batch size of the graph (default: %(default)s)")
     dump.add_argument("--output", "-o", metavar="FILE",

@@ -21,11 +21,16 @@ class Variable:
         self.name = name
         self.path = path or name
         self._trainable = bool(trainable)
+        self._device = None         # a device store holding the current value (cuda target)
         self.constraint = None      # callable applied after each update (Keras constraints)
         self.regularizer = None     # callable adding to the loss (Keras regularizers)
 
     @property
     def value(self) -> np.ndarray:
+        """The host buffer. When a device-resident step (cuda target) holds the newest value,
+        reading it copies that value back first and ends the device lease."""
+        if self._device is not None:
+            self._device.pull(self)
         return self._value
 
     @property
@@ -49,7 +54,7 @@ class Variable:
         return TensorType(self.shape, self.dtype)
 
     def numpy(self) -> np.ndarray:
-        return self._value.copy()
+        return self.value.copy()
 
     def assign(self, value):
         """Overwrite in place (buffers handed to executables stay valid)."""
@@ -57,6 +62,8 @@ class Variable:
         if arr.shape != self.shape:
             raise ShapeError(f"Variable {self.path}: expected shape {self.shape}, "
                              f"got {arr.shape}")
+        if self._device is not None:
+            self._device.pull(self)     # end the lease: the host value is authoritative
         self._value[...] = arr
 
     def _graph_value(self):
@@ -69,7 +76,8 @@ class Variable:
         return ctx.value_of(self)
 
     def __array__(self, dtype=None, copy=None):
-        return self._value if dtype is None else self._value.astype(dtype)
+        value = self.value
+        return value if dtype is None else value.astype(dtype)
 
     def __repr__(self):
         return f"<Variable {self.path} shape={self.shape} dtype={self.dtype}>"

@@ -18,7 +18,7 @@ def register_backend(name: str, factory: Callable):
 
 # Backends that register themselves when their module is first imported: looked up on
 # demand, so importing graphc never pulls in llvmlite (or numba).
-_LAZY = {"cpu": "graphc.codegen.cpu.backend"}
+_LAZY = {"cpu": "graphc.codegen.cpu.backend", "cuda": "graphc.codegen.cuda.backend"}
 
 
 def get_backend(name: str):

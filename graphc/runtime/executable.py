@@ -115,6 +115,10 @@ class Executable:
     def train_step(self, xs, ys, sws=None) -> dict[str, float]:
         xs, ys, sws = self._prepare_xy(xs, ys, sws)
         step, fn = self._step("train", xs, ys)
+        resident = getattr(fn, "run_resident", None)
+        if resident is not None:    # params and state stay on the device (cuda target)
+            logs = resident(xs + ys + sws + [self.seed], step.params, step.state_vars)
+            return {k: float(v) for k, v in zip(step.log_names, logs)}
         outs = fn(xs + ys + sws + [self.seed], [v.value for v in step.params])
         nlog = len(step.log_names)
         for var, new in zip(step.state_vars, outs[nlog:]):
@@ -125,13 +129,18 @@ class Executable:
     def test_step(self, xs, ys, sws=None) -> dict[str, float]:
         xs, ys, sws = self._prepare_xy(xs, ys, sws)
         step, fn = self._step("test", xs, ys)
-        outs = fn(xs + ys + sws, [v.value for v in step.params])
+        resident = getattr(fn, "run_resident", None)
+        outs = resident(xs + ys + sws, step.params) if resident is not None else \
+            fn(xs + ys + sws, [v.value for v in step.params])
         return {k: float(v) for k, v in zip(step.log_names, outs)}
 
     def predict_step(self, xs) -> list[np.ndarray]:
         xs = self._prepare_x(xs)
         step, fn = self._step("predict", xs)
-        return [np.array(o) for o in fn(xs, [v.value for v in step.params])]
+        resident = getattr(fn, "run_resident", None)
+        outs = resident(xs, step.params) if resident is not None else \
+            fn(xs, [v.value for v in step.params])
+        return [np.array(o) for o in outs]     # steps reuse their output arrays
 
     def memory_report(self) -> list[dict]:
         """Per compiled step: its kind, input shapes and the backend's memory report (the

@@ -6,8 +6,12 @@ on the outermost and innermost axes; binary ops broadcast both ways (scalars, si
 missing leading dims); slices are strided; conv draws strides 1-3, dilation 1-2, explicit
 asymmetric padding and groups 1-2; pooling draws windows, strides and padding and puts ties
 in the windows (the cpu kernels claim the reference's first-max rule exactly); gather and
-scatter_add get duplicate and out-of-range indices. Every example is one small graph,
-compiled for cpu and compared with ``graphc.ir.interpreter.interpret``:
+scatter_add get duplicate and out-of-range indices. Random multi-step programs (with
+intermediate values among the outputs) and train-step-shaped update programs compiled with
+``inplace_state=True`` exercise fusion and the memory planner together. Tests marked
+``slow`` use shapes that reach GEMM K/M blocking, thread splits and backprop-filter batch
+chunking. Every example is one small graph, compiled for cpu and compared with
+``graphc.ir.interpreter.interpret``:
 
 - exact (bit for bit, NaN == NaN) for integer, bool, random, max/argmax, pooling and
   data-movement results and the correctly rounded IEEE ops;
@@ -303,7 +307,7 @@ def test_logical(op, sh, seed):
         _check([a], lambda b, x: b.logical_not(x), exact=True)
     else:
         a, c = rng.random(sh[0]) < 0.5, rng.random(sh[1]) < 0.5
-        # Also fed by a comparison and consumed by select: bool values in a fused loop.
+        # And consumed by another logical op: bool values inside a fused loop.
         _check([a, c], lambda b, x, y: [r := b.emit(op, [x, y]), b.logical_not(r)],
                exact=True, what=f"{op} {sh}")
 

@@ -260,3 +260,13 @@ def test_no_gpu_no_simulator_is_a_one_line_error():
     assert "|cause None |ctx True" in err
     assert "CudaSupportError" not in out.stdout + out.stderr
     assert "'cuda'" not in out.stdout.split("AVAILABLE", 1)[1]
+
+
+def test_executable_fit_keeps_weights_on_the_device_until_read():
+    x, y = _data("mlp", 5, seed=3)
+    exe = _compiled("mlp", "cuda", seed=1)
+    exe.fit(x, y, batch_size=2, epochs=1, shuffle=False, verbose=0)
+    weights = exe.model.trainable_weights
+    assert all(v._device is not None for v in weights)     # leased: no per-step download
+    exe.get_weights()                                        # reading pulls them back
+    assert all(v._device is None for v in weights)
