@@ -6,8 +6,7 @@ W1  MLP 784-512-256-10 (relu, relu, softmax), Adam, categorical cross-entropy:
     train steps/s at batch 128; predict samples/s at batch 1024; predict latency at batch 1.
 W2  LeNet-5 (conv 6@5x5 same, pool, conv 16@5x5 valid, pool, 120, 84, 10), SGD momentum 0.9:
     train steps/s at batch 64; predict samples/s at batch 1024.
-W3  LSTM(64) over 32 steps of 16 features -> Dense(1, sigmoid), Adam: train steps/s at batch 32
-    (skipped while graphc has no LSTM layer).
+W3  LSTM(64) over 32 steps of 16 features -> Dense(1, sigmoid), Adam: train steps/s at batch 32.
 W4  the seed MLP (10-64-32-1) fit for 100 epochs at batch 32 on 1,000 samples: seconds for
     the first fit (compile included) and a second, steady-state fit.
 
@@ -68,6 +67,16 @@ def _graphc_w2(target):
     return m, graphc.compile(m, target=target)
 
 
+def _graphc_w3(target):
+    import graphc
+    from graphc.layers import LSTM, Dense
+    from graphc.models import Sequential
+    graphc.utils.set_random_seed(0)
+    m = Sequential([LSTM(64, input_shape=(32, 16)), Dense(1, activation="sigmoid")])
+    m.compile(optimizer="adam", loss="binary_crossentropy")
+    return m, graphc.compile(m, target=target)
+
+
 def _graphc_w4(target):
     import graphc
     from graphc.layers import Dense
@@ -108,6 +117,21 @@ def _torch_w1(torch):
     return net, opt, nn.CrossEntropyLoss()
 
 
+def _torch_w3(torch):
+    nn = torch.nn
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = nn.LSTM(16, 64, batch_first=True)
+            self.head = nn.Linear(64, 1)
+
+        def forward(self, x):
+            return torch.sigmoid(self.head(self.lstm(x)[0][:, -1]))
+    net = Net()
+    return net, torch.optim.Adam(net.parameters(), lr=1e-3, eps=1e-7), nn.BCELoss()
+
+
 def _torch_w2(torch):
     nn = torch.nn
     net = nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
@@ -145,7 +169,7 @@ def mlp_step_gemms(batch, dims):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--target", default="cpu")
-    ap.add_argument("--only", default="W1,W2,W4")
+    ap.add_argument("--only", default="W1,W2,W3,W4")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--write", action="store_true", help="append to benchmarks/RESULTS.md")
     args = ap.parse_args(argv)
@@ -210,6 +234,17 @@ def main(argv=None):
             ty = torch.from_numpy(y.argmax(1))
             peers["torch"] = _rate(_torch_step(torch, net, opt, tx, ty, lf, False), t)
         row("W2", "train steps/s (b=64)", g, peers, "steps/s")
+    if "W3" in only:
+        m, exe = _graphc_w3(args.target)
+        x = rng.random((32, 32, 16), dtype=np.float32)
+        y = rng.integers(0, 2, (32, 1)).astype(np.float32)
+        g = _rate(lambda: exe.train_on_batch(x, y), t)
+        peers = {}
+        if torch is not None:
+            net, opt, lf = _torch_w3(torch)
+            peers["torch"] = _rate(_torch_step(torch, net, opt, torch.from_numpy(x),
+                                               torch.from_numpy(y), lf, False), t)
+        row("W3", "train steps/s (b=32, T=32)", g, peers, "steps/s")
     if "W4" in only:
         xs = rng.random((1000, 10), dtype=np.float32)
         ys = (xs[:, 0] + xs[:, 1] > 1).astype(np.int64)
