@@ -11,37 +11,7 @@ from graphc.passes.cse import attr_key, attrs_identical
 F32 = DType.f32
 
 
-# -- shared helpers (each test module carries its own copy: tests/passes has no package) --
-def _arrays(vals, rng):
-    out = []
-    for v in vals:
-        if v.dtype.is_float:
-            out.append(rng.standard_normal(v.shape).astype(v.dtype.np))
-        elif v.dtype == DType.bool:
-            out.append(rng.random(v.shape) < 0.5)
-        else:
-            out.append(rng.integers(-5, 6, size=v.shape).astype(v.dtype.np))
-    return out
-
-
-def assert_same_results(g1, g2, exact=True, seed=0):
-    """Interpret both graphs on the same random inputs/params; results must agree."""
-    rng = np.random.default_rng(seed)
-    ins, ps = _arrays(g1.inputs, rng), _arrays(g1.params, rng)
-    a, b = interpret(g1, ins, ps), interpret(g2, ins, ps)
-    assert len(a) == len(b)
-    for x, y in zip(a, b):
-        assert x.dtype == y.dtype and x.shape == y.shape
-        if exact:
-            np.testing.assert_array_equal(x, y)
-        else:
-            np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
-    try:
-        from graphc.ir.verifier import verify
-    except ImportError:
-        return
-    verify(g2)
-# --------------------------------------------------------------------------------------
+from tests.passes.helpers import _arrays, assert_same_results  # noqa: F401
 
 
 def _graph(shape=(2, 3)):
