@@ -26,17 +26,13 @@ import json, sys, time
 sys.path.insert(0, {root!r})
 import numpy as np
 import graphc
-from graphc.layers import Dense
+from graphc.layers import LSTM, Dense
 from graphc.models import Sequential
 from graphc.codegen.cpu import cache
 graphc.utils.set_random_seed(0)
-m = Sequential([Dense(512, activation="relu", input_dim=784), Dense(256, activation="relu"),
-                Dense(10, activation="softmax")])
-m.compile(optimizer="adam", loss="categorical_crossentropy")
-exe = graphc.compile(m, target="cpu")
 rng = np.random.default_rng(0)
-x = rng.random((128, 784), dtype=np.float32)
-y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 128)]
+{model}
+exe = graphc.compile(m, target="cpu")
 t0 = time.perf_counter()
 exe.train_on_batch(x, y)
 t1 = time.perf_counter()
@@ -46,9 +42,27 @@ print(json.dumps({{"first_step": t1 - t0, "timings": fn.timings, "stats": cache.
 """
 
 
-def _child(cache_dir):
+# The W1 MLP (Adam, batch 128).
+_W1 = """
+m = Sequential([Dense(512, activation="relu", input_dim=784), Dense(256, activation="relu"),
+                Dense(10, activation="softmax")])
+m.compile(optimizer="adam", loss="categorical_crossentropy")
+x = rng.random((128, 784), dtype=np.float32)
+y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 128)]
+"""
+
+# LSTM(64) over T steps of 16 features (batch 32): the unrolled-recurrence compile cost.
+_LSTM = """
+m = Sequential([LSTM(64, input_shape=({steps}, 16)), Dense(1, activation="sigmoid")])
+m.compile(optimizer="adam", loss="binary_crossentropy")
+x = rng.random((32, {steps}, 16), dtype=np.float32)
+y = rng.integers(0, 2, (32, 1)).astype(np.float32)
+"""
+
+
+def _child(cache_dir, model=_W1):
     env = dict(os.environ, GRAPHC_CACHE_DIR=cache_dir)
-    out = subprocess.run([sys.executable, "-c", _CHILD.format(root=ROOT)], env=env,
+    out = subprocess.run([sys.executable, "-c", _CHILD.format(root=ROOT, model=model)], env=env,
                          capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -75,6 +89,9 @@ def _memory(name, batch):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--lstm-steps", type=int, default=0,
+                    help="also time one cold compile of an LSTM(64) train step over this "
+                         "many time steps (e.g. 200)")
     args = ap.parse_args()
     cold, cached, mem = [], [], None
     for _ in range(args.reps):
@@ -93,6 +110,11 @@ def main():
               f"(gemm llvm {med(rs, lambda r: r['timings']['gemm_llvm']):.3f} s, step llvm "
               f"{med(rs, lambda r: r['timings']['llvm_optimize'] + r['timings']['llvm_codegen']):.3f} s, "
               f"ir build {med(rs, lambda r: r['timings']['ir_build']):.3f} s)")
+    if args.lstm_steps:
+        with tempfile.TemporaryDirectory(prefix="graphc-bench-cache-") as d:
+            r = _child(d, _LSTM.format(steps=args.lstm_steps))
+        print(f"LSTM(64) T={args.lstm_steps} b32 train step, cold: backend "
+              f"{r['timings']['total']:.3f} s, first step {r['first_step']:.3f} s")
     print("\nArena: planned peak vs unplanned sum of temps + workspace (train step):")
     rows = [("W1 MLP b128", mem)]
     with tempfile.TemporaryDirectory(prefix="graphc-bench-cache-") as d:

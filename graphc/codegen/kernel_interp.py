@@ -70,7 +70,6 @@ class _Eval:
 
 
 def _run_loop(k: LoopKernel, mem):
-    npar = len(k.shape)
     red = k.reduction
     acc = None
     if red is not None:
@@ -90,7 +89,6 @@ def _run_loop(k: LoopKernel, mem):
         val = ev(st.value)
         idx = np.broadcast_to(_ix(st.index, grid), tuple(k.shape))
         mem[st.buffer].reshape(-1)[idx.reshape(-1)] = val.reshape(-1).astype(mem[st.buffer].dtype)
-    del npar
 
 
 def run_program(p: Program, inputs, params) -> list[np.ndarray]:

@@ -190,7 +190,7 @@ class _Lowering:
             red = Reduction(extents, combiner, self.expr(x, src), x.dtype)
             self._memo.clear()
             return LoopKernel(name, v.shape, [Store(out_buf, flatten(par, v.shape), Acc(v.dtype))], red)
-        value = self.expr(v, par) if v not in self.buf_of else self.load(v, par)
+        value = self.expr(v, par)
         self._memo.clear()
         return LoopKernel(name, v.shape, [Store(out_buf, flatten(par, v.shape), value)])
 

@@ -44,6 +44,18 @@ def split_config(kind: str, identifier: Mapping) -> tuple[str, dict]:
     return identifier["class_name"], (dict(cfg) if isinstance(cfg, Mapping) else cfg)
 
 
+def serialize_object(obj, module: str) -> dict | None:
+    """Keras 3 form of an initializer/regularizer/constraint: ``{"module", "class_name",
+    "config", "registered_name"}``; a plain function is written by name, as Keras does."""
+    if obj is None:
+        return None
+    if not hasattr(obj, "get_config"):
+        return {"module": None, "class_name": "function",
+                "config": getattr(obj, "__name__", repr(obj)), "registered_name": None}
+    return {"module": module, "class_name": type(obj).__name__,
+            "config": obj.get_config(), "registered_name": None}
+
+
 def is_symbolic(x) -> bool:
     from graphc.frontend.variables import Variable
     from graphc.ir.graph import Value

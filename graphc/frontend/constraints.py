@@ -7,7 +7,7 @@ from typing import Mapping
 
 from graphc import errors
 from graphc.frontend import ops
-from graphc.frontend.activations import as_tensor, lookup, split_config
+from graphc.frontend.activations import as_tensor, lookup, serialize_object, split_config
 
 EPSILON = 1e-7  # keras.backend.epsilon()
 
@@ -96,15 +96,7 @@ ALL_CONSTRAINTS = {"max_norm": MaxNorm, "MaxNorm": MaxNorm, "non_neg": NonNeg,
 
 
 def serialize(constraint) -> dict | None:
-    constraint = get(constraint)
-    if constraint is None:
-        return None
-    if not hasattr(constraint, "get_config"):  # a plain function: Keras writes its name
-        return {"module": None, "class_name": "function",
-                "config": getattr(constraint, "__name__", repr(constraint)),
-                "registered_name": None}
-    return {"module": "keras.constraints", "class_name": type(constraint).__name__,
-            "config": constraint.get_config(), "registered_name": None}
+    return serialize_object(get(constraint), "keras.constraints")
 
 
 def deserialize(config: Mapping, custom_objects: Mapping | None = None):

@@ -12,7 +12,7 @@ from typing import Mapping
 import numpy as np
 
 from graphc import errors
-from graphc.frontend.activations import lookup, split_config
+from graphc.frontend.activations import lookup, serialize_object, split_config
 from graphc.frontend.seeding import global_rng
 from graphc.ir.dtypes import DType
 
@@ -307,15 +307,7 @@ orthogonal, identity = Orthogonal, Identity
 
 def serialize(initializer) -> dict | None:
     """Keras 3 form: ``{"module", "class_name", "config", "registered_name"}``."""
-    initializer = get(initializer)
-    if initializer is None:
-        return None
-    if not hasattr(initializer, "get_config"):  # a plain function: Keras writes its name
-        return {"module": None, "class_name": "function",
-                "config": getattr(initializer, "__name__", repr(initializer)),
-                "registered_name": None}
-    return {"module": "keras.initializers", "class_name": type(initializer).__name__,
-            "config": initializer.get_config(), "registered_name": None}
+    return serialize_object(get(initializer), "keras.initializers")
 
 
 def deserialize(config: Mapping, custom_objects: Mapping | None = None):

@@ -7,7 +7,7 @@ from typing import Mapping
 
 from graphc import errors
 from graphc.frontend import ops
-from graphc.frontend.activations import as_tensor, lookup, split_config
+from graphc.frontend.activations import as_tensor, lookup, serialize_object, split_config
 
 
 class Regularizer:
@@ -95,15 +95,7 @@ ALL_REGULARIZERS = {"l1": L1, "L1": L1, "l2": L2, "L2": L2, "l1_l2": l1_l2, "L1L
 
 
 def serialize(regularizer) -> dict | None:
-    regularizer = get(regularizer)
-    if regularizer is None:
-        return None
-    if not hasattr(regularizer, "get_config"):  # a plain function: Keras writes its name
-        return {"module": None, "class_name": "function",
-                "config": getattr(regularizer, "__name__", repr(regularizer)),
-                "registered_name": None}
-    return {"module": "keras.regularizers", "class_name": type(regularizer).__name__,
-            "config": regularizer.get_config(), "registered_name": None}
+    return serialize_object(get(regularizer), "keras.regularizers")
 
 
 def deserialize(config: Mapping, custom_objects: Mapping | None = None):

@@ -234,8 +234,8 @@ def _install_gemm(key, name, om) -> None:
 
 def ensure_gemm(spec, threads: int) -> tuple:
     """Make templates' GEMM variant ``spec`` available — from the disk cache if there, else
-    compiled and stored — registered as templates.ensure_gemm would (same symbol, same
-    process-wide table, which that function then finds). Returns the reference a cached
+    compiled and stored — under its symbol, in templates' process-wide table (the one
+    place GEMM modules are built; ``templates.ensure_gemm`` calls it). Returns the reference a cached
     step keeps to it: (symbol, in-process key, disk key); specs themselves may hold
     callbacks and are not stored."""
     from graphc.codegen.cpu import parallel, templates
@@ -253,7 +253,6 @@ def ensure_gemm(spec, threads: int) -> tuple:
                 return name, key, dkey
             except Exception:
                 STATS["corrupt"] += 1
-        # Mirrors templates.ensure_gemm's module (templates.py is part of the key).
         module = jit.ir_module(name)
         parallel.build_parallel_gemm(module, name, spec, max_threads=threads)
         obj, mref, t = compile_object(module, templates.GEMM_OPT_LEVEL)

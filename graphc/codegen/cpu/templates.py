@@ -339,22 +339,10 @@ def gemm_name(spec, threads: int) -> str:
 
 
 def ensure_gemm(spec, threads: int) -> str:
-    """Compile (once per process) the multi-threaded GEMM entry for ``spec`` in a module of
-    its own and register its address, so generated programs call it by name."""
-    from graphc.codegen.cpu import jit, parallel
-    key = (spec.key, threads)
-    with _GEMM_LOCK:
-        hit = _GEMMS.get(key)
-        if hit is not None:
-            return hit[0]
-        parallel.ensure_runtime_symbols()
-        name = gemm_name(spec, threads)
-        module = jit.ir_module(name)
-        parallel.build_parallel_gemm(module, name, spec, max_threads=threads)
-        jm = jit.JitModule(module, opt_level=GEMM_OPT_LEVEL)
-        jit.register_symbol(name, jm.address(name))
-        _GEMMS[key] = (name, jm)
-        return name
+    """Make the multi-threaded GEMM entry for ``spec`` callable by name (compiled once per
+    process in a module of its own, through the disk cache: ``cache.ensure_gemm``)."""
+    from graphc.codegen.cpu import cache
+    return cache.ensure_gemm(spec, threads)[0]
 
 
 def gemm_compile_seconds() -> float:
@@ -549,19 +537,26 @@ def _guarded(conds, e, other):
 
 def _conv2d(k, ins, out, attrs, new_temp=None):
     x, w = ins
-    (sh, sw), (pt, pl), (dh, dw), G = _geom(attrs)
-    N, H, W, C = x.shape
+    G = attrs["groups"]
     KH, KW, CG, CO = w.shape
     OG = CO // G
     n, oh, ow, o, i, j, c = _vars(7)
-    h = ix_add(ix_add(ix_mul(oh, sh), ix_mul(i, dh)), -pt)
-    wi = ix_add(ix_add(ix_mul(ow, sw), ix_mul(j, dw)), -pl)
-    ch = ix_add(ix_mul(ix_div(o, OG), CG), c)
-    xv = _guarded(((h, 0, H), (wi, 0, W)), _load(x, [n, h, wi, ch]), _zero(x.dtype))
+    xv = _input_tap(x, attrs, OG, CG, n, oh, ow, o, i, j, c)
     val = Op("mul", (xv, _load(w, [i, j, c, o])), out.dtype)
     par = [n, oh, ow, o]
     return [LoopKernel(k.name, out.shape, [Store(out.id, flatten(par, out.shape), Acc(out.dtype))],
                        Reduction((KH, KW, CG), "sum", val, out.dtype))]
+
+
+def _input_tap(x, attrs, OG, CG, n, oh, ow, o, i, j, c):
+    """x at the input position that output (n, oh, ow, o) reads through tap (i, j, c) of
+    its group's filter: zero in the padding. Shared by conv2d and its filter gradient."""
+    (sh, sw), (pt, pl), (dh, dw), _ = _geom(attrs)
+    _, H, W, _ = x.shape
+    h = ix_add(ix_add(ix_mul(oh, sh), ix_mul(i, dh)), -pt)
+    wi = ix_add(ix_add(ix_mul(ow, sw), ix_mul(j, dw)), -pl)
+    ch = ix_add(ix_mul(ix_div(o, OG), CG), c)
+    return _guarded(((h, 0, H), (wi, 0, W)), _load(x, [n, h, wi, ch]), _zero(x.dtype))
 
 
 def _window_source(pos, pad, tap, stride, dil, size_out):
@@ -607,16 +602,12 @@ def _conv2d_bi(k, ins, out, attrs, new_temp=None):
 
 def _conv2d_bf(k, ins, out, attrs, new_temp=None):
     x, dy = ins
-    (sh, sw), (pt, pl), (dh, dw), G = _geom(attrs)
-    N, H, W, C = x.shape
+    G = attrs["groups"]
     KH, KW, CG, CO = out.shape
-    _, OH, OW, _ = dy.shape
+    N, OH, OW, _ = dy.shape
     OG = CO // G
     i, j, c, o, n, oh, ow = _vars(7)
-    h = ix_add(ix_add(ix_mul(oh, sh), ix_mul(i, dh)), -pt)
-    wi = ix_add(ix_add(ix_mul(ow, sw), ix_mul(j, dw)), -pl)
-    ch = ix_add(ix_mul(ix_div(o, OG), CG), c)
-    xv = _guarded(((h, 0, H), (wi, 0, W)), _load(x, [n, h, wi, ch]), _zero(x.dtype))
+    xv = _input_tap(x, attrs, OG, CG, n, oh, ow, o, i, j, c)
     val = Op("mul", (xv, _load(dy, [n, oh, ow, o])), out.dtype)
     par = [i, j, c, o]
     return [LoopKernel(k.name, out.shape, [Store(out.id, flatten(par, out.shape), Acc(out.dtype))],
