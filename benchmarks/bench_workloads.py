@@ -10,9 +10,14 @@ W3  LSTM(64) over 32 steps of 16 features -> Dense(1, sigmoid), Adam: train step
 W4  the seed MLP (10-64-32-1) fit for 100 epochs at batch 32 on 1,000 samples: seconds for
     the first fit (compile included) and a second, steady-state fit.
 
-Peers, when installed: PyTorch eager and torch.compile, JAX jit of the whole step; numpy's
-matmul gives the hardware yardstick (the step's GEMM FLOPs at numpy's measured rate).
-Everything prints as ratios; ``--write`` appends the table to benchmarks/RESULTS.md.
+Peers, when installed (``pip install '.[bench]'``; an absent one is skipped): PyTorch eager and
+torch.compile (peers_torch.py), JAX with ``jax.jit`` of the whole train step (peers_jax.py;
+W3 both as ``lax.scan`` and as a Python-unrolled loop). graphc and every peer run the same
+measurements through one runner interface (peers_common.py); a peer that fails (say
+torch.compile) is printed and skipped. numpy's matmul gives the hardware yardstick for W1 (the
+step's GEMM FLOPs at numpy's measured rate). The last column is graphc's speedup over the best
+peer of the row (its rate over the highest rate, or the lowest time over its time; W4: first
+and steady separately). ``--write`` appends the table to benchmarks/RESULTS.md.
 """
 from __future__ import annotations
 
@@ -25,7 +30,10 @@ import time
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+sys.path[:0] = [ROOT, os.path.join(ROOT, "benchmarks")]
+
+import peers_jax  # noqa: E402 (the peer modules sit next to this script)
+import peers_torch  # noqa: E402
 
 
 def _rate(fn, min_time=1.0, min_reps=3):
@@ -87,60 +95,6 @@ def _graphc_w4(target):
     m.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
     return m, graphc.compile(m, target=target)
 
-# ----------------------------------------------------------------------------- torch
-
-
-def _torch():
-    try:
-        import torch
-        torch.set_num_threads(os.cpu_count() or 1)
-        return torch
-    except Exception:
-        return None
-
-
-def _torch_step(torch, net, opt, x, y, loss_fn, compiled):
-    def step():
-        opt.zero_grad(set_to_none=True)
-        loss = loss_fn(net(x), y)
-        loss.backward()
-        opt.step()
-        return loss
-    return torch.compile(step) if compiled else step
-
-
-def _torch_w1(torch):
-    nn = torch.nn
-    net = nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 256), nn.ReLU(),
-                        nn.Linear(256, 10))
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3, eps=1e-7)
-    return net, opt, nn.CrossEntropyLoss()
-
-
-def _torch_w3(torch):
-    nn = torch.nn
-
-    class Net(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.lstm = nn.LSTM(16, 64, batch_first=True)
-            self.head = nn.Linear(64, 1)
-
-        def forward(self, x):
-            return torch.sigmoid(self.head(self.lstm(x)[0][:, -1]))
-    net = Net()
-    return net, torch.optim.Adam(net.parameters(), lr=1e-3, eps=1e-7), nn.BCELoss()
-
-
-def _torch_w2(torch):
-    nn = torch.nn
-    net = nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-                        nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-                        nn.Linear(16 * 5 * 5, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(),
-                        nn.Linear(84, 10))
-    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
-    return net, opt, nn.CrossEntropyLoss()
-
 # ----------------------------------------------------------------------------- numpy
 
 
@@ -163,6 +117,141 @@ def mlp_step_gemms(batch, dims):
             out.append((batch, dout, din))       # dX = dY W^T
     return out
 
+# ----------------------------------------------------------------------------- runners
+
+
+class GraphcRunner:
+    """graphc's executable behind the peers' runner interface (see peers_common)."""
+
+    def __init__(self, model_and_exe):
+        self.model, self.exe = model_and_exe
+
+    def train_step(self, x, y):
+        return lambda: self.exe.train_on_batch(x, y)
+
+    def predict(self, x):
+        return lambda: self.exe.predict_on_batch(x)
+
+    def fit(self, xs, ys, epochs, batch_size):
+        return self.exe.fit(xs, ys, epochs=epochs, batch_size=batch_size, verbose=0)
+
+
+def runners(workload, target):
+    """{name: builder} for graphc then every installed peer (torch, torch.compile, jax)."""
+    graphc_build = {"W1": _graphc_w1, "W2": _graphc_w2, "W3": _graphc_w3,
+                    "W4": _graphc_w4}[workload]
+    out = {"graphc": lambda: GraphcRunner(graphc_build(target))}
+    for mod in (peers_torch, peers_jax):
+        out.update(mod.peers(workload))
+    return out
+
+# ----------------------------------------------------------------------------- workloads
+
+
+class Metric:
+    """One table row: ``measure(runner)`` gives the figure; ``lower`` when lower is better;
+    ``of_build``: ``measure`` gets the runner's builder instead, to time building too."""
+
+    def __init__(self, label, unit, measure, lower=False, of_build=False):
+        self.label, self.unit, self.measure = label, unit, measure
+        self.lower, self.of_build = lower, of_build
+
+
+def _one_hot(rng, n, classes=10):
+    return np.eye(classes, dtype=np.float32)[rng.integers(0, classes, n)]
+
+
+def workload_metrics(workload, rng, t):
+    """The metrics of a workload over fixed random data; ``t`` is the seconds per rate."""
+    def train(x, y):
+        return Metric(f"train steps/s (b={len(x)})", "steps/s",
+                      lambda r: _rate(r.train_step(x, y), t))
+
+    def predict(x):
+        return Metric(f"predict samples/s (b={len(x)})", "samples/s",
+                      lambda r: _rate(r.predict(x), t) * len(x))
+
+    if workload == "W1":
+        xb = rng.random((1024, 784), dtype=np.float32)
+        return [train(rng.random((128, 784), dtype=np.float32), _one_hot(rng, 128)),
+                predict(xb),
+                Metric("predict latency b=1", "us",
+                       lambda r: 1e6 / _rate(r.predict(xb[:1]), t), lower=True)]
+    if workload == "W2":
+        return [train(rng.random((64, 28, 28, 1), dtype=np.float32), _one_hot(rng, 64)),
+                predict(rng.random((1024, 28, 28, 1), dtype=np.float32))]
+    if workload == "W3":
+        x = rng.random((32, 32, 16), dtype=np.float32)
+        return [train(x, rng.integers(0, 2, (32, 1)).astype(np.float32))]
+    xs = rng.random((1000, 10), dtype=np.float32)
+    ys = (xs[:, :1] + xs[:, 1:2] > 1).astype(np.float32)
+    return [Metric("fit 100 epochs b=32, first / steady", "s",
+                   lambda build: _first_and_steady(build, xs, ys), lower=True, of_build=True)]
+
+
+def _first_and_steady(build, xs, ys):
+    """Seconds of a first fit (model built and compiled inside the timing) and a second."""
+    times = []
+    start = time.perf_counter()
+    runner = build()
+    for _ in range(2):
+        runner.fit(xs, ys, epochs=100, batch_size=32)
+        times.append(time.perf_counter() - start)
+        start = time.perf_counter()
+    return tuple(times)
+
+
+def measure(workload, target, rng, t):
+    """{metric: {runner name: figure}} over graphc and every peer; a failing runner (e.g.
+    torch.compile) is printed and skipped, the rest go on."""
+    metrics = workload_metrics(workload, rng, t)
+    results = {m.label: {} for m in metrics}
+    for name, build in runners(workload, target).items():
+        try:
+            runner = None
+            for m in metrics:
+                if m.of_build:
+                    results[m.label][name] = m.measure(build)
+                    continue
+                runner = runner or build()
+                results[m.label][name] = m.measure(runner)
+        except Exception as e:  # noqa: BLE001 (report, keep benchmarking)
+            print(f"    {workload} {name} failed: {type(e).__name__}: {e}"[:300], flush=True)
+    return metrics, results
+
+# ----------------------------------------------------------------------------- table
+
+
+def _fmt(v):
+    return " / ".join(f"{x:.4g}" for x in v) if isinstance(v, tuple) else f"{v:.4g}"
+
+
+def _speedup(lower, mine, peers):
+    """graphc over the best peer (>1: graphc better); per component for (first, steady)."""
+    def one(g, vals):
+        return min(vals) / g if lower else g / max(vals)
+    if isinstance(mine, tuple):
+        return tuple(one(g, [p[i] for p in peers]) for i, g in enumerate(mine))
+    return (one(mine, peers),)
+
+
+def make_row(workload, metric, figures, bound=None):
+    """(workload, metric, graphc figure, peer text, ratio text); the numpy-GEMM bound is a
+    yardstick, not a peer: shown as a share of it."""
+    mine = figures.get("graphc")
+    peers = {k: v for k, v in figures.items() if k != "graphc"}
+    peer_txt = ", ".join([f"{k} {_fmt(v)}" for k, v in peers.items()]
+                         + ([f"numpy-GEMM bound {bound:.4g}"] if bound else []))
+    ratio_txt = "—"
+    if mine is not None and peers:
+        ratio_txt = " / ".join(f"{r:.2f}x" for r in _speedup(metric.lower, mine,
+                                                               list(peers.values())))
+    if bound and mine is not None:
+        ratio_txt += f" ({100 * mine / bound:.0f}% of the numpy-GEMM bound)"
+    label = metric.label + (", lower is better" if metric.lower else "")
+    mine_txt = "failed" if mine is None else f"{_fmt(mine)} {metric.unit}"
+    return workload, label, mine_txt, peer_txt or "no peer", ratio_txt
+
 # ----------------------------------------------------------------------------- main
 
 
@@ -174,94 +263,21 @@ def main(argv=None):
     ap.add_argument("--write", action="store_true", help="append to benchmarks/RESULTS.md")
     args = ap.parse_args(argv)
     t = 0.5 if args.quick else 1.5
-    rows = []
-    torch = _torch()
+    print(f"peers: torch {'yes' if peers_torch.available() else 'not installed'}, "
+          f"jax {'yes' if peers_jax.available() else 'not installed'}", flush=True)
     rng = np.random.default_rng(0)
-
-    def row(workload, metric, graphc_value, peers, unit):
-        # The numpy-GEMM bound is a yardstick, not a peer: reported as a share of it.
-        best = max((v for k, v in peers.items() if v and "bound" not in k), default=None)
-        rows.append((workload, metric, graphc_value, peers, best, unit))
-        peer_txt = ", ".join(f"{k} {v:.4g}" for k, v in peers.items() if v)
-        ratio = f"{graphc_value / best:.2f}x best peer" if best else "no peer"
-        bound = next((v for k, v in peers.items() if "bound" in k), None)
-        if bound:
-            ratio += f", {100 * graphc_value / bound:.0f}% of GEMM bound"
-        print(f"{workload:3s} {metric:28s} graphc {graphc_value:10.4g} {unit:10s} "
-              f"{ratio:18s} [{peer_txt}]", flush=True)
-
-    only = set(args.only.split(","))
-    if "W1" in only:
-        m, exe = _graphc_w1(args.target)
-        x = rng.random((128, 784), dtype=np.float32)
-        y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 128)]
-        g = _rate(lambda: exe.train_on_batch(x, y), t)
-        peers = {}
-        if torch is not None:
-            net, opt, lf = _torch_w1(torch)
-            tx, ty = torch.from_numpy(x), torch.from_numpy(y.argmax(1))
-            peers["torch"] = _rate(_torch_step(torch, net, opt, tx, ty, lf, False), t)
-            try:
-                peers["torch.compile"] = _rate(_torch_step(torch, net, opt, tx, ty, lf, True), t)
-            except Exception as e:  # noqa: BLE001 (report, keep benchmarking)
-                print(f"    torch.compile failed: {type(e).__name__}: {e}"[:200])
-        gf, flops = numpy_gemm_gflops(mlp_step_gemms(128, [784, 512, 256, 10]))
-        peers["numpy-GEMM bound"] = gf * 1e9 / flops
-        row("W1", "train steps/s (b=128)", g, peers, "steps/s")
-        xb = rng.random((1024, 784), dtype=np.float32)
-        g = _rate(lambda: exe.predict_on_batch(xb), t) * 1024
-        peers = {}
-        if torch is not None:
-            with torch.no_grad():
-                txb = torch.from_numpy(xb)
-                peers["torch"] = _rate(lambda: net(txb), t) * 1024
-        row("W1", "predict samples/s (b=1024)", g, peers, "samples/s")
-        x1 = xb[:1]
-        g = 1e6 / _rate(lambda: exe.predict_on_batch(x1), t)
-        peers = {}
-        if torch is not None:
-            with torch.no_grad():
-                tx1 = torch.from_numpy(x1)
-                peers["torch"] = 1e6 / _rate(lambda: net(tx1), t)
-        rows.append(("W1", "predict latency b=1 (us, lower is better)", g, peers, None, "us"))
-        print(f"W1  predict latency b=1         graphc {g:10.4g} us         "
-              f"[{', '.join(f'{k} {v:.4g}' for k, v in peers.items())}]", flush=True)
-    if "W2" in only:
-        m, exe = _graphc_w2(args.target)
-        x = rng.random((64, 28, 28, 1), dtype=np.float32)
-        y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 64)]
-        g = _rate(lambda: exe.train_on_batch(x, y), t)
-        peers = {}
-        if torch is not None:
-            net, opt, lf = _torch_w2(torch)
-            tx = torch.from_numpy(x.transpose(0, 3, 1, 2).copy())
-            ty = torch.from_numpy(y.argmax(1))
-            peers["torch"] = _rate(_torch_step(torch, net, opt, tx, ty, lf, False), t)
-        row("W2", "train steps/s (b=64)", g, peers, "steps/s")
-    if "W3" in only:
-        m, exe = _graphc_w3(args.target)
-        x = rng.random((32, 32, 16), dtype=np.float32)
-        y = rng.integers(0, 2, (32, 1)).astype(np.float32)
-        g = _rate(lambda: exe.train_on_batch(x, y), t)
-        peers = {}
-        if torch is not None:
-            net, opt, lf = _torch_w3(torch)
-            peers["torch"] = _rate(_torch_step(torch, net, opt, torch.from_numpy(x),
-                                               torch.from_numpy(y), lf, False), t)
-        row("W3", "train steps/s (b=32, T=32)", g, peers, "steps/s")
-    if "W4" in only:
-        xs = rng.random((1000, 10), dtype=np.float32)
-        ys = (xs[:, 0] + xs[:, 1] > 1).astype(np.int64)
-        start = time.perf_counter()
-        m, exe = _graphc_w4(args.target)
-        exe.fit(xs, ys, epochs=100, batch_size=32, verbose=0)
-        first = time.perf_counter() - start
-        start = time.perf_counter()
-        exe.fit(xs, ys, epochs=100, batch_size=32, verbose=0)
-        steady = time.perf_counter() - start
-        rows.append(("W4", "fit 100 epochs: first / steady (s)", first, {"steady": steady},
-                     None, "s"))
-        print(f"W4  fit 100 epochs               first {first:.3f} s, steady {steady:.3f} s")
+    rows = []
+    for workload in ("W1", "W2", "W3", "W4"):
+        if workload not in args.only.split(","):
+            continue
+        metrics, results = measure(workload, args.target, rng, t)
+        for m in metrics:
+            bound = None
+            if workload == "W1" and m.label.startswith("train"):
+                gf, flops = numpy_gemm_gflops(mlp_step_gemms(128, [784, 512, 256, 10]))
+                bound = gf * 1e9 / flops
+            rows.append(make_row(workload, m, results[m.label], bound))
+            print(" | ".join(rows[-1]), flush=True)
     if args.write:
         path = os.path.join(ROOT, "benchmarks", "RESULTS.md")
         with open(path, "a") as f:
@@ -269,14 +285,10 @@ def main(argv=None):
             f.write(f"`python benchmarks/bench_workloads.py --target {args.target} "
                     f"--only {args.only}{' --quick' if args.quick else ''} --write` on "
                     f"{platform.machine()}, {os.cpu_count()} cores\n\n")
-            f.write("| workload | metric | graphc | peers | ratio to best peer |\n|---|---|---|---|---|\n")
-            for w, metric, gv, peers, best, unit in rows:
-                ptxt = ", ".join(f"{k} {v:.4g}" for k, v in peers.items() if v)
-                ratio = f"{gv / best:.2f}x" if best else "—"
-                bound = next((v for k, v in peers.items() if "bound" in k), None)
-                if bound:
-                    ratio += f" ({100 * gv / bound:.0f}% of the numpy-GEMM bound)"
-                f.write(f"| {w} | {metric} | {gv:.4g} {unit} | {ptxt} | {ratio} |\n")
+            f.write("| workload | metric | graphc | peers | ratio to best peer |\n"
+                    "|---|---|---|---|---|\n")
+            for row in rows:
+                f.write("| " + " | ".join(row) + " |\n")
 
 
 if __name__ == "__main__":
