@@ -156,14 +156,16 @@ def step_flops(program) -> int:
         if isinstance(k, TemplateKernel):
             out = bufs[k.output]
             ins = [bufs[i] for i in k.inputs]
+            # A conv split along K (graphc/codegen/cuda/conv.py) writes S partial outputs.
+            out_size = out.size // k.attrs.get("split_k", 1)
             if k.op == "matmul":
                 flops += 2 * out.size * ins[0].shape[-1]
             elif k.op in ("conv2d", "conv2d_backprop_input"):
                 kh, kw, cg, _ = ins[1].shape
-                ref = out if k.op == "conv2d" else ins[0]
-                flops += 2 * ref.size * kh * kw * cg
+                ref_size = out_size if k.op == "conv2d" else ins[0].size
+                flops += 2 * ref_size * kh * kw * cg
             elif k.op == "conv2d_backprop_filter":
-                kh, kw, cg, _ = out.shape
+                kh, kw, cg, _ = out.shape[-4:]
                 flops += 2 * ins[1].size * kh * kw * cg
     return flops
 

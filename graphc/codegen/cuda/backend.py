@@ -357,7 +357,7 @@ class CudaBackend:
         t0 = time.perf_counter()
         g = self.prepare(graph)
         t1 = time.perf_counter()
-        program = fuse_program(lower_graph(g))
+        program = fuse_program(lower_graph(g), self.config)
         t2 = time.perf_counter()
         before = cache_stats()["compiled"]
         cprog = CudaProgram(program, self.config)

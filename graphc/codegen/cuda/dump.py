@@ -13,7 +13,7 @@ def cuda_program_sources(graph, config=None):
     from graphc.codegen.lowering import lower_graph
     from graphc.passes.pipeline import optimize_graph, verify_graph
     cfg = config or default_config()
-    program = fuse_program(lower_graph(verify_graph(optimize_graph(graph))))
+    program = fuse_program(lower_graph(verify_graph(optimize_graph(graph))), cfg)
     return program, render_program(program, cfg), cfg
 
 

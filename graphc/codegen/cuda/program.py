@@ -14,6 +14,7 @@ import linecache
 import threading
 from dataclasses import dataclass
 
+from graphc.codegen.cuda.conv import split_k
 from graphc.codegen.cuda.source import (CudaConfig, KernelSource, default_config,
                                         kernel_namespace, render_loop_kernel)
 from graphc.codegen.cuda.templates import render_template
@@ -22,15 +23,18 @@ from graphc.errors import GraphcError
 from graphc.ir.dtypes import DType
 
 
-def fuse_program(program: Program) -> Program:
+def fuse_program(program: Program, cfg: CudaConfig | None = None) -> Program:
     """The program with elementwise consumers of contractions folded into the contraction's
-    store (``graphc.codegen.epilogue``, shared with the cpu backend). Every template here
-    renders any epilogue expression as scalar code per output element, so all qualify."""
+    store (``graphc.codegen.epilogue``, shared with the cpu backend; every template here
+    renders any epilogue expression as scalar code per output element, so all qualify),
+    then convs too short of output tiles for the GPU split along K (``conv.split_k``)."""
     try:
         from graphc.codegen.epilogue import fuse_epilogues
     except ImportError:     # a tree without the shared epilogue pass: no fusion
-        return program
-    return fuse_epilogues(program, lambda template, epilogue, buffers: True)
+        pass
+    else:
+        program = fuse_epilogues(program, lambda template, epilogue, buffers: True)
+    return split_k(program, cfg or default_config())
 
 
 def render_program(program: Program, cfg: CudaConfig | None = None) -> list[KernelSource]:

@@ -5,10 +5,8 @@
   registers; K advances in slabs of TILE_K staged in shared memory (A's slab padded by one
   column so its transposed stores are bank-conflict free). Batch dims broadcast (a size-1 or
   missing batch dim of an operand has stride 0). Tile sizes come from ``CudaConfig``.
-- ``conv2d`` and ``conv2d_backprop_input``: direct kernels, one thread per output element,
-  looping over the window taps that touch it (backprop-input gathers over the output
-  positions whose windows cover each input pixel). ``conv2d_backprop_filter`` reduces over
-  N*OH*OW per filter element with the loop kernels' W-threads-per-output shared-memory tree.
+- ``conv2d`` and its gradients: implicit GEMMs with the same tiling, their operand tiles
+  gathered from the NHWC tensors on the fly (``conv.py``, which also splits long reductions).
 - Pooling and its gradients: one thread per output element; gradients are gathers over the
   windows that cover each input position, summed in the reference's tap order (bit-exact).
 - ``gather``: one thread per output element; ``scatter_add``: one thread per output element
@@ -21,11 +19,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from graphc.codegen.cuda import conv
 from graphc.codegen.cuda.source import (ACC, ArgNamer, Block, CudaConfig, Emitter,
-                                        KernelSource, block_thread_ids, cast, column_width,
-                                        coord_names, decode, finish_source, grid_stride,
-                                        indent, literal, min_literal, np_ctor,
-                                        reduction_width, threads_for)
+                                        KernelSource, cast, coord_names, decode, finish_source,
+                                        grid_stride, indent, literal, min_literal, np_ctor,
+                                        threads_for)
+from graphc.codegen.cuda.tiles import acc_names, matmul_tile, slab_product
 from graphc.codegen.kernel import TemplateKernel
 from graphc.errors import GraphcError
 
@@ -91,15 +90,6 @@ def render_template(k: TemplateKernel, buffers, cfg: CudaConfig) -> KernelSource
 # ----------------------------------------------------------------------------- matmul
 
 
-def matmul_tile(M: int, N: int, batch: int, cfg: CudaConfig) -> tuple[int, int]:
-    """(tile, register tile): the big tile when it still gives every multiprocessor a
-    block, else the small one (more, smaller blocks beat idle multiprocessors)."""
-    big = cfg.mm_tile
-    tiles = -(-M // big) * -(-N // big) * batch
-    return (big, cfg.mm_reg) if tiles >= cfg.sm_count else (cfg.mm_small_tile,
-                                                             cfg.mm_small_reg)
-
-
 def _matmul(c: _Ctx) -> KernelSource:
     a, b = c.in_bufs
     out = c.obuf
@@ -137,7 +127,7 @@ def _matmul(c: _Ctx) -> KernelSource:
                                 f"coff = z * {M * N}",
                                 f"for tm in range(cuda.blockIdx.y, {MT}, cuda.gridDim.y):"]
     tl = [f"for tn in range(cuda.blockIdx.x, {NTL}, cuda.gridDim.x):"]
-    acc = [[f"c{i}_{j}" for j in range(R)] for i in range(R)]
+    acc = acc_names(R)
     inner = [f"row0 = tm * {T}", f"col0 = tn * {T}"]
     inner += [f"{acc[i][j]} = {zero}" for i in range(R) for j in range(R)]
     kl = [f"for e in range(tid, {T * TK}, {NT}):",
@@ -152,14 +142,8 @@ def _matmul(c: _Ctx) -> KernelSource:
           f"    if gk < {K} and gc < {N}:",
           f"        sB[kk, cc] = {B}[boff + gk * {N} + gc]",
           "    else:", f"        sB[kk, cc] = {zero}",
-          "cuda.syncthreads()",
-          f"for kk in range({TK}):"]
-    # Rows ty + i*BY and columns tx + j*BX: stores coalesce along tx, and the B reads of a
-    # warp hit consecutive banks while its A reads broadcast.
-    mk = [f"ra{i} = sA[kk, ty + {i * BY}]" for i in range(R)]
-    mk += [f"rb{j} = sB[kk, tx + {j * BX}]" for j in range(R)]
-    mk += [f"{acc[i][j]} = {acc[i][j]} + ra{i} * rb{j}" for i in range(R) for j in range(R)]
-    kl += indent(mk)
+          "cuda.syncthreads()"]
+    kl += slab_product(R, BX, BY, TK)
     # The next slab overwrites sA/sB: every thread must be done reading this one.
     kl.append("cuda.syncthreads()")
     inner.append(f"for k0 in range(0, {K}, {TK}):")
@@ -178,149 +162,6 @@ def _matmul(c: _Ctx) -> KernelSource:
              f"shared-memory slabs")
     return c.finish(body, grid, (BX, BY, 1), shared, sched, NB * M * N,
                     {"tile": T, "tile_k": TK, "reg": R})
-
-# ----------------------------------------------------------------------------- conv
-
-
-def _conv_geometry(attrs):
-    (sh, sw), (dh, dw) = attrs["strides"], attrs["dilation"]
-    (pt, _), (pl, _) = attrs["padding"]
-    return sh, sw, dh, dw, pt, pl, attrs["groups"]
-
-
-def _conv2d(c: _Ctx) -> KernelSource:
-    x, w = c.in_bufs
-    X, Wt = c.ins
-    N_, H, W, CIN = x.shape
-    KH, KW, CG, COUT = w.shape
-    _, OH, OW, _ = c.obuf.shape
-    sh, sw, dh, dw, pt, pl, groups = _conv_geometry(c.k.attrs)
-    OG = COUT // groups
-    names = coord_names(c.obuf.shape, "q")
-    n, oh, ow, co = names
-    zero = literal(0, c.dt)
-    inner = decode("o", c.obuf.shape, names)
-    inner.append(f"cb = ({co} // {OG}) * {CG}" if groups > 1 else "cb = 0")
-    inner += [f"acc = {zero}",
-              f"for kh in range({KH}):",
-              f"    ih = {oh} * {sh} - {pt} + kh * {dh}",
-              f"    if ih >= 0 and ih < {H}:",
-              f"        for kw in range({KW}):",
-              f"            iw = {ow} * {sw} - {pl} + kw * {dw}",
-              f"            if iw >= 0 and iw < {W}:",
-              f"                xb = (({n} * {H} + ih) * {W} + iw) * {CIN} + cb",
-              f"                wb = (kh * {KW} + kw) * {CG * COUT} + {co}",
-              f"                for ci in range({CG}):",
-              f"                    acc = acc + {X}[xb + ci] * {Wt}[wb + ci * {COUT}]"]
-    inner += c.store("acc", "o", names)
-    n_out = _prod(c.obuf.shape)
-    body, grid, threads = c.grid_stride_loop(n_out, inner)
-    return c.finish(body, (grid, 1, 1), (threads, 1, 1), 0,
-                    f"conv2d direct: 1 thread/output, {KH * KW * CG} MACs each", n_out)
-
-
-def _conv2d_backprop_input(c: _Ctx) -> KernelSource:
-    dy, w = c.in_bufs
-    DY, Wt = c.ins
-    N_, H, W, CIN = c.obuf.shape
-    KH, KW, CG, COUT = w.shape
-    _, OH, OW, _ = dy.shape
-    sh, sw, dh, dw, pt, pl, groups = _conv_geometry(c.k.attrs)
-    OG = COUT // groups
-    names = coord_names(c.obuf.shape, "q")
-    n, ih, iw, ci = names
-    zero = literal(0, c.dt)
-    inner = decode("o", c.obuf.shape, names)
-    if groups > 1:
-        inner += [f"gb = ({ci} // {CG}) * {OG}", f"cl = {ci} % {CG}"]
-    else:
-        inner += ["gb = 0", f"cl = {ci}"]
-    hdiv = f" and th % {sh} == 0" if sh > 1 else ""
-    wdiv = f" and tw % {sw} == 0" if sw > 1 else ""
-    # Output row oh sees input row ih through tap kh when oh*sh - pt + kh*dh == ih.
-    inner += [f"acc = {zero}",
-              f"for kh in range({KH}):",
-              f"    th = {ih} + {pt} - kh * {dh}",
-              f"    if th >= 0{hdiv}:",
-              f"        oh = th // {sh}",
-              f"        if oh < {OH}:",
-              f"            for kw in range({KW}):",
-              f"                tw = {iw} + {pl} - kw * {dw}",
-              f"                if tw >= 0{wdiv}:",
-              f"                    ow = tw // {sw}",
-              f"                    if ow < {OW}:",
-              f"                        db = (({n} * {OH} + oh) * {OW} + ow) * {COUT} + gb",
-              f"                        wb = ((kh * {KW} + kw) * {CG} + cl) * {COUT} + gb",
-              f"                        for cc in range({OG}):",
-              f"                            acc = acc + {DY}[db + cc] * {Wt}[wb + cc]"]
-    inner += c.store("acc", "o", names)
-    n_out = _prod(c.obuf.shape)
-    body, grid, threads = c.grid_stride_loop(n_out, inner)
-    return c.finish(body, (grid, 1, 1), (threads, 1, 1), 0,
-                    "conv2d_backprop_input direct: 1 thread/input element, gather over the "
-                    "windows covering it", n_out)
-
-
-def _block_reduce_sum(c: _Ctx, n_out: int, R: int, out_decode: list[str], names: list[str],
-                      pre: list[str], r_body: list[str], sched: str) -> KernelSource:
-    """A sum over ``R`` terms per output with W threads per output (the loop kernels'
-    scheme): ``r_body`` adds the r-th term into ``acc``; ``pre`` runs once per output."""
-    cfg, dt = c.cfg, c.dt
-    zero = literal(0, dt)
-    W = column_width(reduction_width(R, cfg), n_out, cfg)
-    if W == 1:
-        inner = out_decode + pre + [f"acc = {zero}", f"for r in range({R}):"] + indent(r_body)
-        inner += c.store("acc", "o", names)
-        body, grid, threads = c.grid_stride_loop(n_out, inner)
-        return c.finish(body, (grid, 1, 1), (threads, 1, 1), 0,
-                        f"{sched}: 1 thread/output, sequential over {R}", n_out)
-    G = max(1, min(cfg.red_block_threads // W, n_out))
-    WG = W * G
-    # Adjacent threads take adjacent outputs (the filter's output channels, contiguous in
-    # dy): a warp's loads coalesce. The summation order is the same either way.
-    body = [f"sv = cuda.shared.array({WG}, {np_ctor(dt)})"] + block_thread_ids(W, G, False)
-    body.append(f"for base in range(cuda.blockIdx.x * {G}, {n_out}, cuda.gridDim.x * {G}):")
-    loop = ["o = base + g"] + out_decode + [f"acc = {zero}", f"if o < {n_out}:"]
-    loop += indent(pre + [f"for r in range(lane, {R}, {W}):"] + indent(r_body))
-    loop += ["sv[tid] = acc", "cuda.syncthreads()"]
-    s = W // 2
-    while s >= 1:
-        loop += [f"if lane < {s}:",
-                 f"    sv[tid] = {cast(f'sv[tid] + sv[tid + {s * G}]', dt, dt)}",
-                 "cuda.syncthreads()"]
-        s //= 2
-    loop += [f"if lane == 0 and o < {n_out}:"]
-    loop += indent(["acc = sv[tid]"] + c.store("acc", "o", names))
-    loop.append("cuda.syncthreads()")
-    body += indent(loop)
-    return c.finish(body, (grid_stride(n_out, cfg, G), 1, 1), (WG, 1, 1), WG * dt.itemsize,
-                    f"{sched}: {W} threads/output x {G} outputs/block (outputs fastest), "
-                    f"shared-memory tree",
-                    n_out, {"W": W, "G": G})
-
-
-def _conv2d_backprop_filter(c: _Ctx) -> KernelSource:
-    x, dy = c.in_bufs
-    X, DY = c.ins
-    N_, H, W, CIN = x.shape
-    KH, KW, CG, COUT = c.obuf.shape
-    _, OH, OW, _ = dy.shape
-    sh, sw, dh, dw, pt, pl, groups = _conv_geometry(c.k.attrs)
-    OG = COUT // groups
-    names = coord_names(c.obuf.shape, "q")
-    kh, kw, cl, co = names
-    pre = [f"xc = ({co} // {OG}) * {CG} + {cl}" if groups > 1 else f"xc = {cl}"]
-    rn = coord_names((N_, OH, OW), "p")
-    pn, poh, pow_ = rn
-    r_body = decode("r", (N_, OH, OW), rn)
-    r_body += [f"ih = {poh} * {sh} - {pt} + {kh} * {dh}",
-               f"iw = {pow_} * {sw} - {pl} + {kw} * {dw}",
-               f"if ih >= 0 and ih < {H} and iw >= 0 and iw < {W}:",
-               f"    acc = acc + {X}[(({pn} * {H} + ih) * {W} + iw) * {CIN} + xc] * "
-               f"{DY}[(({pn} * {OH} + {poh}) * {OW} + {pow_}) * {COUT} + {co}]"]
-    n_out = _prod(c.obuf.shape)
-    return _block_reduce_sum(c, n_out, N_ * OH * OW, decode("o", c.obuf.shape, names), names,
-                             pre, r_body, "conv2d_backprop_filter")
 
 # ----------------------------------------------------------------------------- pooling
 
@@ -534,9 +375,7 @@ def _scatter_add(c: _Ctx) -> KernelSource:
 
 _RENDERERS = {
     "matmul": _matmul,
-    "conv2d": _conv2d,
-    "conv2d_backprop_input": _conv2d_backprop_input,
-    "conv2d_backprop_filter": _conv2d_backprop_filter,
+    **conv.RENDERERS,
     "max_pool2d": _max_pool2d,
     "max_pool2d_grad": _max_pool2d_grad,
     "max_pool2d_gather": _max_pool2d_gather,
