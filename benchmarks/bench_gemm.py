@@ -1,11 +1,13 @@
 """GFLOP/s of graphc's generated GEMM against numpy's matmul (OpenBLAS), same machine, same
 run: 1024^3 and the W1 MLP shapes (batch 128, 784-512-256-10: forward products, and the
-backward A^T@B (weight gradients) and A@B^T (input gradients)), on 1 and 2 threads; plus
-JIT compile time and the cost of one parallel region for each threading option.
+backward A^T@B (weight gradients) and A@B^T (input gradients)), on 1 and 2 threads; the
+small / skinny products of the LSTM, W4 and batch-1 workloads on smallgemm.py's kernels
+(``--only small``); plus JIT compile time and the cost of one parallel region for each
+threading option.
 
     python benchmarks/bench_gemm.py            # everything (~1-2 min on 2 cores)
     python benchmarks/bench_gemm.py --quick    # fewer repetitions
-    python benchmarks/bench_gemm.py --only gemm|overhead|compile
+    python benchmarks/bench_gemm.py --only gemm|small|overhead|compile
 
 numpy runs in a child process: with OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE removed from its
 environment (when set, they force an older OpenBLAS kernel and slow a current numpy; tests
@@ -41,6 +43,25 @@ def shapes():
         out.append((f"L{i} dW   x^T@dy", True, False, fin, fout, BATCH))
         out.append((f"L{i} dx   dy@W^T", False, True, BATCH, fin, fout))
     return out
+
+
+def small_shapes():
+    """(label, trans_a, trans_b, M, N, K) of the small / skinny products that run on
+    smallgemm.py: LSTM(64) over 16 features at batch 32 (W3: the recurrent product, its two
+    gradient forms, the input product and its weight gradient), the W4 MLP 10-64-32-1 at
+    batch 32, W1's 10-column layer at batch 128 and W1's layers at batch 1."""
+    return [
+        ("W3 h@U", False, False, 32, 256, 64), ("W3 dU h^T@dz", True, False, 64, 256, 32),
+        ("W3 dh dz@U^T", False, True, 32, 64, 256), ("W3 x@W", False, False, 32, 256, 16),
+        ("W3 dW x^T@dz", True, False, 16, 256, 32),
+        ("W4 L1 fwd", False, False, 32, 64, 10), ("W4 L2 fwd", False, False, 32, 32, 64),
+        ("W4 L3 fwd", False, False, 32, 1, 32), ("W4 L1 dW", True, False, 10, 64, 32),
+        ("W4 L2 dW", True, False, 64, 32, 32), ("W4 L3 dW", True, False, 32, 1, 32),
+        ("W4 L2 dx", False, True, 32, 64, 32), ("W4 L3 dx", False, True, 32, 32, 1),
+        ("W1 L3 fwd", False, False, 128, 10, 256), ("W1 L3 dW", True, False, 256, 10, 128),
+        ("W1 L3 dx", False, True, 128, 256, 10),
+        ("W1 b=1 L1", False, False, 1, 512, 784), ("W1 b=1 L2", False, False, 1, 256, 512),
+        ("W1 b=1 L3", False, False, 1, 10, 256)]
 
 
 def fused_shapes():
@@ -115,6 +136,12 @@ def numpy_worker(budget):
                 np.add(c, bias, out=c)
                 np.maximum(c, 0, out=c)
             t = best_time(dense_relu, 2 * M * N * K, budget)
+            res["gflops"][f"{label}|{threads}"] = 2 * M * N * K / t / 1e9
+        for label, ta, tb, M, N, K in small_shapes():
+            a, b = operands(ta, tb, M, N, K)
+            A, B = (a.T if ta else a), (b.T if tb else b)
+            c = np.empty((M, N), np.float32)
+            t = best_time(lambda: np.matmul(A, B, out=c), 2 * M * N * K, budget / 3)
             res["gflops"][f"{label}|{threads}"] = 2 * M * N * K / t / 1e9
     print(json.dumps(res))
 
@@ -194,6 +221,46 @@ def section_gemm(budget):
                  for lab, _, _, M, N, K in shapes()[1:])
         print(f"all 9 W1 products above, {t} thread(s): graphc {tg / 1e3:.0f} us, numpy "
               f"{tn / 1e3:.0f} us, ratio {tn / tg:.2f}")
+
+
+def section_small(budget):
+    """smallgemm.py's kernels (1 and 2 threads) vs the packed GEMM (1 thread) and numpy, in
+    microseconds per call (ctypes call included: ~0.2 us; numpy's ~1 us)."""
+    from graphc.codegen.cpu import gemm as G
+    from graphc.codegen.cpu import smallgemm as S
+    npres = run_numpy(budget)
+    specs = [dict(M=M, N=N, K=K, trans_a=ta, trans_b=tb) for _, ta, tb, M, N, K in
+             small_shapes()]
+    _, one = S.compile_kernels(specs, tasks=1)
+    _, two = S.compile_kernels(specs, tasks=2)
+    packed = {}
+    hdr = (f"{'shape':14s} {'M x N x K':>12s} | {'small 1T':>8s} {'small 2T':>8s} "
+           f"{'packed 1T':>9s} {'numpy 1T':>8s} {'numpy 2T':>8s} | {'1T vs numpy':>11s} "
+           f"{'best vs numpy':>13s} {'vs packed':>9s}")
+    print("microseconds per call (best of repeated batches; ratios: speedup of smallgemm)")
+    print(hdr)
+    print("-" * len(hdr))
+    tot = np.zeros(5)
+    for (label, ta, tb, M, N, K), f1, f2 in zip(small_shapes(), one, two):
+        a, b = operands(ta, tb, M, N, K)
+        c = np.empty((M, N), np.float32)
+        pa, pb, pc = a.ctypes.data, b.ctypes.data, c.ctypes.data
+        t1 = best_time(lambda: f1.cfunc(pa, pb, pc), 0, budget / 3)
+        t2 = best_time(lambda: f2.cfunc(pa, pb, pc), 0, budget / 3)
+        if (ta, tb) not in packed:
+            packed[ta, tb] = G.Gemm(ta, tb, threads=1)
+        g = packed[ta, tb]
+        tp = best_time(g.bind(a, b, c), 0, budget / 3)
+        fl = 2 * M * N * K
+        n1, n2 = (fl / npres["gflops"][f"{label}|{t}"] / 1e9 for t in (1, 2))
+        us = np.array([t1, t2, tp, n1, n2]) * 1e6
+        tot += us
+        print(f"{label:14s} {f'{M}x{N}x{K}':>12s} | {us[0]:8.2f} {us[1]:8.2f} {us[2]:9.2f} "
+              f"{us[3]:8.2f} {us[4]:8.2f} | {us[3] / us[0]:11.2f} "
+              f"{min(us[3:]) / min(us[:2]):13.2f} {us[2] / us[0]:9.2f}")
+    print(f"{'all of the above':27s} | {tot[0]:8.1f} {tot[1]:8.1f} {tot[2]:9.1f} {tot[3]:8.1f} "
+          f"{tot[4]:8.1f} | {tot[3] / tot[0]:11.2f} {min(tot[3:]) / min(tot[:2]):13.2f} "
+          f"{tot[2] / tot[0]:9.2f}")
 
 
 # ------------------------------------------------------------------------- other sections
@@ -289,7 +356,7 @@ def section_compile():
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--only", choices=["gemm", "overhead", "compile"])
+    ap.add_argument("--only", choices=["gemm", "small", "overhead", "compile"])
     ap.add_argument("--numpy-worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--budget", type=float, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -307,6 +374,9 @@ def main():
         print()
     if args.only in (None, "gemm"):
         section_gemm(budget)
+        print()
+    if args.only in (None, "small"):
+        section_small(budget)
 
 
 if __name__ == "__main__":

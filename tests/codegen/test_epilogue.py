@@ -77,11 +77,41 @@ def _fuse_small_gemms(monkeypatch):
     monkeypatch.setattr(templates, "MIN_EPILOGUE_GEMM_FLOPS", 0)
 
 
-def test_small_matmuls_keep_their_epilogue_loop(monkeypatch):
+def _packed_only(monkeypatch):
+    # Every float32 matmul on the packed GEMM (none on smallgemm.py's kernels).
+    monkeypatch.setattr(templates, "SMALL_GEMM_MAX_MADDS", 0)
+    monkeypatch.setattr(templates, "SMALL_GEMM_MAX_ROWS_ANY_SIZE", 0)
+
+
+def test_small_packed_matmuls_keep_their_epilogue_loop(monkeypatch):
     monkeypatch.setattr(templates, "MIN_EPILOGUE_GEMM_FLOPS", 1 << 24)
+    _packed_only(monkeypatch)
     _, p = _program(_mlp(), "predict", 16)
     q = fuse_epilogues(p, templates.epilogue_supported)
     assert not _epilogues(q, "matmul")
+
+
+def test_small_gemm_kernels_take_epilogues_of_few_loads(monkeypatch):
+    # smallgemm.py's kernels are specialized per shape anyway: an epilogue costs them no
+    # extra variant, so the packed path's size threshold does not apply ...
+    monkeypatch.setattr(templates, "MIN_EPILOGUE_GEMM_FLOPS", 1 << 24)
+    _, p = _program(_mlp(), "predict", 16)
+    q = fuse_epilogues(p, templates.epilogue_supported)
+    eps = _epilogues(q, "matmul")
+    assert len(eps) == 3
+    pieces = _expand(q, eps[0])
+    assert len(pieces) == 1 and isinstance(pieces[0], templates.ExternKernel)
+    assert pieces[0].epilogue_fused and len(pieces[0].inputs) == 3     # x, w, bias
+    # ... but a sum of many buffers (an RNN's gradient summed over time steps) stays a loop.
+    k = eps[0]
+    out = q.buffers[k.output]
+    idx = flatten([Var(0), Var(1)], out.shape)
+    many = Acc(DType.f32)
+    for b in q.buffers[:templates.SMALL_GEMM_EPILOGUE_LOADS + 1]:
+        many = Op("add", (many, Load(b.id, idx, DType.f32)), DType.f32)
+    few = Op("add", (Acc(DType.f32), Load(q.buffers[0].id, idx, DType.f32)), DType.f32)
+    assert templates.epilogue_supported(k, few, q.buffers)
+    assert not templates.epilogue_supported(k, many, q.buffers)
 
 
 # ----------------------------------------------------------------------------- formation
@@ -100,7 +130,19 @@ def test_dense_relu_forward_fuses_bias_and_relu_into_the_gemm():
     for k in eps:
         orig = next(t for t in p.kernels if isinstance(t, TemplateKernel) and t.name == k.name)
         assert q.buffers[orig.output].size == 0
-    # On the GEMM path (16 rows) the epilogue runs in the micro-kernel's store.
+    # On the small-GEMM path (16 rows) the epilogue runs in the register tile's store ...
+    pieces = _expand(q, eps[0])
+    assert len(pieces) == 1 and pieces[0].epilogue_fused
+    assert isinstance(pieces[0], templates.ExternKernel)
+
+
+def test_dense_relu_forward_fuses_into_the_packed_gemm(monkeypatch):
+    # ... and on the packed GEMM in the micro-kernel's store.
+    _packed_only(monkeypatch)
+    _, p = _program(_mlp(), "predict", 16)
+    q = fuse_epilogues(p, templates.epilogue_supported)
+    eps = _epilogues(q, "matmul")
+    assert len(eps) == 3
     pieces = _expand(q, eps[0])
     assert len(pieces) == 1 and pieces[0].epilogue_fused
     assert "maximum" in pieces[0].info["epilogue"]
@@ -206,8 +248,12 @@ def test_residual_bias_relu_epilogue_matches_reference(batch):
     np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("make,shape", [(_mlp, (20,)), (_cnn, (10, 10, 3))])
-def test_fused_train_steps_match_reference_and_repeat_bit_identically(make, shape):
+@pytest.mark.parametrize("make,shape,packed", [(_mlp, (20,), False), (_mlp, (20,), True),
+                                               (_cnn, (10, 10, 3), False)])
+def test_fused_train_steps_match_reference_and_repeat_bit_identically(make, shape, packed,
+                                                                      monkeypatch):
+    if packed:          # the epilogues in the packed GEMM's micro-kernel, not smallgemm.py
+        _packed_only(monkeypatch)
     rng = np.random.default_rng(2)
     x = rng.standard_normal((16,) + shape).astype(np.float32)
     ncls = make().outputs[0].shape[-1]
@@ -219,6 +265,9 @@ def test_fused_train_steps_match_reference_and_repeat_bit_identically(make, shap
         exe.seed = np.array(5, np.int64)
         losses = [exe.train_on_batch(x, y) for _ in range(3)]
         runs.append((losses, m.get_weights(), exe.predict_on_batch(x)))
+        if target == "cpu" and make is _mlp:     # which GEMM path the step took
+            gemms = [fn.module_info.gemms for _, fn in exe._steps.values()]
+            assert all(bool(g) == packed for g in gemms)
     (lr, wr, pr), (lc, wc, pc), (lc2, wc2, pc2) = runs
     np.testing.assert_allclose(np.ravel(lc), np.ravel(lr), rtol=1e-5)
     for a, b in zip(wr, wc):

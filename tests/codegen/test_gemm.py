@@ -269,3 +269,146 @@ def test_matmul_convenience():
     a = rng.standard_normal((20, 30)).astype(np.float32)
     b = rng.standard_normal((20, 40)).astype(np.float32)
     _check(G.matmul(a, b, trans_a=True), a, b, True, False)
+
+
+# ----------------------------------------------------------------------------- small GEMM
+# smallgemm.py: unpacked kernels specialized per shape (the LSTM / small-MLP / matvec path
+# of the cpu target). Many shapes compile in one module (one LLVM run).
+
+from graphc.codegen.cpu import smallgemm as S  # noqa: E402
+
+FORMS = [(False, False), (True, False), (False, True), (True, True)]
+
+
+def _small_shapes(full):
+    """Each size in each of M, N and K (rotations), plus the cubes; ``full``: every (M, N)
+    pair of sizes, K cycling through them."""
+    n = len(SIZES)
+    if not full:
+        return [(SIZES[i], SIZES[(i + 2) % n], SIZES[(i + 4) % n]) for i in range(n)] + \
+            [(SIZES[i], SIZES[(i + 3) % n], SIZES[(i + 1) % n]) for i in range(n)] + \
+            [(1, 1, 1), (127, 127, 127)]
+    out = [(m, n_, SIZES[(i + j) % n]) for i, m in enumerate(SIZES)
+           for j, n_ in enumerate(SIZES)]
+    return out + [(s, s, s) for s in SIZES]
+
+
+@pytest.mark.parametrize("full", [False, pytest.param(True, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("ta,tb", FORMS)
+def test_small_gemm_sizes_all_transposes(ta, tb, full):
+    shapes = _small_shapes(full)
+    _, calls = S.compile_kernels([dict(M=M, N=N, K=K, trans_a=ta, trans_b=tb)
+                                  for M, N, K in shapes])
+    rng = np.random.default_rng(21)
+    for (M, N, K), call in zip(shapes, calls):
+        a, b = _operands(rng, M, N, K, ta, tb)
+        c = np.full((M, N), np.nan, np.float32)
+        call(a, b, c)
+        _check(c, a, b, ta, tb)
+
+
+# The products of the cpu target's small workloads (LSTM(64) over 16 features at batch 32
+# and its gradients, the W4 MLP, the 10-column classifier layer, batch-1 W1 layers).
+WORKLOAD_SHAPES = [(32, 256, 64, False, False), (64, 256, 32, True, False),
+                   (32, 64, 256, False, True), (32, 256, 16, False, False),
+                   (16, 256, 32, True, False), (32, 64, 10, False, False),
+                   (10, 64, 32, True, False), (32, 10, 64, False, True),
+                   (128, 10, 256, False, False), (256, 10, 128, True, False),
+                   (128, 256, 10, False, True), (1, 512, 784, False, False),
+                   (1, 256, 512, False, False), (1, 10, 256, False, False)]
+
+
+@pytest.mark.parametrize("tasks", [1, 2, 3])
+def test_small_gemm_workload_shapes_and_splits_are_bit_identical(tasks):
+    # Column blocks split across threads: each output is one FMA chain in k order, so any
+    # split gives the same bits (and the result matches the reference).
+    specs = [dict(M=M, N=N, K=K, trans_a=ta, trans_b=tb) for M, N, K, ta, tb in
+             WORKLOAD_SHAPES]
+    _, one = S.compile_kernels(specs, tasks=1)
+    _, split = S.compile_kernels(specs, tasks=tasks)
+    rng = np.random.default_rng(22)
+    for (M, N, K, ta, tb), f1, fs in zip(WORKLOAD_SHAPES, one, split):
+        a, b = _operands(rng, M, N, K, ta, tb)
+        c1, cs = np.empty((M, N), np.float32), np.empty((M, N), np.float32)
+        f1(a, b, c1)
+        _check(c1, a, b, ta, tb)
+        for _ in range(2):
+            fs(a, b, cs)
+            np.testing.assert_array_equal(cs, c1)
+
+
+@pytest.mark.parametrize("ta,tb", FORMS)
+def test_small_gemm_epilogues_accumulate_and_leading_dims(ta, tb):
+    rng = np.random.default_rng(23)
+    shapes = [(1, 1, 1), (3, 17, 33), (17, 33, 65), (33, 65, 3), (65, 127, 17),
+              (127, 3, 127)]
+    specs = []
+    for M, N, K in shapes:
+        specs.append(dict(M=M, N=N, K=K, trans_a=ta, trans_b=tb,
+                          epilogue=G.bias_relu_epilogue()))
+        specs.append(dict(M=M, N=N, K=K, trans_a=ta, trans_b=tb, epilogue=_index_epilogue(),
+                          accumulate=True))
+        # Column windows of bigger arrays: lda/ldb/ldc wider than the rows.
+        specs.append(dict(M=M, N=N, K=K, trans_a=ta, trans_b=tb, lda=(M if ta else K) + 5,
+                          ldb=(K if tb else N) + 7, ldc=N + 3))
+    _, calls = S.compile_kernels(specs, tasks=2)
+    for i, (M, N, K) in enumerate(shapes):
+        bias_relu, index_acc, windows = calls[3 * i:3 * i + 3]
+        a, b = _operands(rng, M, N, K, ta, tb)
+        bias = rng.standard_normal(N).astype(np.float32)
+        c = np.empty((M, N), np.float32)
+        bias_relu(a, b, c, bias)
+        _check(c, a, b, ta, tb, extra=lambda x: np.maximum(x + bias, 0))
+        c0 = rng.standard_normal((M, N)).astype(np.float32)
+        c = c0.copy()
+        index_acc(a, b, c)
+        idx = 1000.0 * np.arange(M)[:, None] + np.arange(N)[None, :]
+        _check(c, a, b, ta, tb, extra=lambda x: x + c0 + idx)
+        big_a = np.zeros((a.shape[0], a.shape[1] + 5), np.float32)
+        big_b = np.zeros((b.shape[0], b.shape[1] + 7), np.float32)
+        big_c = np.full((M, N + 3), 7.0, np.float32)
+        big_a[:, :a.shape[1]], big_b[:, :b.shape[1]] = a, b
+        big_a[:, a.shape[1]:] = big_b[:, b.shape[1]:] = np.nan   # never read
+        windows(big_a, big_b, big_c)
+        _check(big_c[:, :N], a, b, ta, tb)
+        assert (big_c[:, N:] == 7.0).all()                      # never written
+
+
+def test_small_gemm_avx2_8_wide_variant():
+    shapes = [(1, 1, 1), (17, 33, 65), (32, 64, 256), (1, 300, 100)]
+    specs = [dict(M=M, N=N, K=K, trans_a=ta, trans_b=tb, epilogue=G.bias_epilogue())
+             for M, N, K in shapes for ta, tb in FORMS]
+    m = jit.ir_module()
+    S.emit_small_gemm(m, "g", 17, 33, 65, trans_b=True, vector_width=8)
+    asm = jit.emit_assembly(m, jit.target_machine("haswell"))
+    assert "ymm" in asm and "zmm" not in asm
+    _, calls = S.compile_kernels(specs, tasks=2, vector_width=8, cpu="haswell")
+    rng = np.random.default_rng(24)
+    for spec, call in zip(specs, calls):
+        M, N, K, ta, tb = (spec[k] for k in ("M", "N", "K", "trans_a", "trans_b"))
+        a, b = _operands(rng, M, N, K, ta, tb)
+        bias = rng.standard_normal(N).astype(np.float32)
+        c = np.empty((M, N), np.float32)
+        call(a, b, c, bias)
+        _check(c, a, b, ta, tb, extra=lambda x: x + bias)
+
+
+def test_small_gemm_plan():
+    # Matrix-vector products get wide column blocks (more FMA chains, long runs of B);
+    # multi-row tiles 2 vectors wide; a narrow N uses one (masked) vector.
+    w = jit.vector_width()
+    assert S.plan_small_gemm(1, 512).nv == min(8, -(-512 // w))
+    p = S.plan_small_gemm(32, 256)
+    assert p.nv == 2 and p.blocks == -(-256 // (2 * w)) and p.mr * p.nv <= S._ACC_BUDGET[w]
+    assert S.plan_small_gemm(128, 10).nv == 1
+
+
+def test_small_gemm_k_zero_writes_zeros_and_epilogue():
+    _, (plain, biased) = S.compile_kernels([
+        dict(M=5, N=7, K=0), dict(M=5, N=7, K=0, trans_b=True, epilogue=G.bias_epilogue())])
+    c = np.full((5, 7), np.nan, np.float32)
+    plain(np.zeros((5, 0), np.float32), np.zeros((0, 7), np.float32), c)
+    assert (c == 0).all()
+    bias = np.arange(7, dtype=np.float32)
+    biased(np.zeros((5, 0), np.float32), np.zeros((7, 0), np.float32), c, bias)
+    assert (c == bias).all()

@@ -137,6 +137,9 @@ class CpuStep:
         self._bound = [None] * len(self._slots)     # the array objects bound last call
         self._keep = [None] * len(self._slots)      # what the table points into
         self._fn = jm.cfunc(meta.entry, None, ctypes.c_void_p)
+        self._fn_addr = jm.address(meta.entry)
+        self._epochs: dict = {}         # (gathered inputs, logs, state) -> epoch entry
+        self._staging: dict = {}        # input index -> gather buffer (big inputs)
         self._table_addr = ctypes.addressof(self._table)
         self._lock = threading.Lock()
 
@@ -177,32 +180,134 @@ class CpuStep:
         self._keep[i] = arr
         self._bound[i] = a if arr is a else None
 
+    def _bind_args(self, inputs, params, first: int = 0) -> None:
+        """Point the table at (or copy in) ``inputs`` (the step's inputs from index
+        ``first`` on) and ``params``; call with the lock held."""
+        bound, copies = self._bound, self._copies
+        i = first
+        for a in inputs:
+            v = copies[i]
+            if v is not None:
+                if type(a) is np.ndarray and a.shape == v.shape:
+                    v[...] = a          # casts like astype; ~0.1 us for small arrays
+                else:
+                    self._copy_in(i, a)
+            elif a is not bound[i]:
+                self._bind(i, a)
+            i += 1
+        for a in params:
+            if a is not bound[i]:
+                self._bind(i, a)
+            i += 1
+
+    def _results(self) -> list:
+        res = list(self.outputs)
+        for oi, si in self._alias:
+            res[oi] = self._keep[si]
+        return res
+
     def __call__(self, inputs, params=()):
         if len(inputs) != self._nin or len(params) != self._nparam:
             raise ShapeError(f"cpu step: expected {self._nin} input(s) and {self._nparam} "
                              f"param(s), got {len(inputs)} and {len(params)}")
         with self._lock:
-            bound, copies = self._bound, self._copies
-            i = 0
-            for a in inputs:
-                v = copies[i]
-                if v is not None:
-                    if type(a) is np.ndarray and a.shape == v.shape:
-                        v[...] = a          # casts like astype; ~0.1 us for small arrays
-                    else:
-                        self._copy_in(i, a)
-                elif a is not bound[i]:
-                    self._bind(i, a)
-                i += 1
-            for a in params:
-                if a is not bound[i]:
-                    self._bind(i, a)
-                i += 1
+            self._bind_args(inputs, params)
             self._fn(self._table_addr)
-            res = list(self.outputs)
-            for oi, si in self._alias:
-                res[oi] = self._keep[si]
-        return res
+            return self._results()
+
+    # -- many steps in one call ---------------------------------------------------------
+    def run_steps(self, sources, inputs, params, index, nsteps: int, *, nlog: int,
+                  state=()):
+        """``nsteps`` calls of this step in ONE native call (the epoch entry, epoch.py):
+        step s reads rows ``index[s*B:(s+1)*B]`` of the full arrays ``sources`` as its
+        first ``len(sources)`` inputs (B: this step's batch size) and ``inputs`` as the
+        rest; after each step, every ``(output index, param index)`` pair in ``state`` is
+        fed back: the output (the param's new value) is copied into the param's buffer
+        unless the step already wrote it in place. ``nlog``: the first outputs are scalar
+        logs, recorded per step.
+
+        Returns (one array of shape (nsteps,) per log output, the last step's outputs as
+        ``__call__`` returns them). The same arithmetic as ``nsteps`` calls with the
+        gathered batches, and the same param updates."""
+        ng = len(sources)
+        if ng + len(inputs) != self._nin or len(params) != self._nparam:
+            raise ShapeError(f"cpu step: expected {self._nin} input(s) and {self._nparam} "
+                             f"param(s), got {ng + len(inputs)} and {len(params)}")
+        B = self._slots[0][1][0] if ng else 0
+        rows = None
+        for g, src in enumerate(sources):
+            _, shape, dt, name = self._slots[g]
+            if not (type(src) is np.ndarray and src.dtype == dt and src.flags.c_contiguous
+                    and src.shape[1:] == shape[1:] and shape[:1] == (B,)):
+                raise ShapeError(f"cpu step: rows of '{name}' must come from a C-contiguous "
+                                 f"{np.dtype(dt).name} array of shape (n, "
+                                 f"{', '.join(map(str, shape[1:]))}); got {src.dtype.name} "
+                                 f"{list(src.shape)}")
+            rows = len(src) if rows is None else min(rows, len(src))
+        index = np.ascontiguousarray(index, dtype=np.int64)
+        nsteps = int(nsteps)
+        if nsteps < 0 or index.size < nsteps * B:
+            raise ShapeError(f"cpu step: {nsteps} steps of {B} rows need {nsteps * B} row "
+                             f"indices, got {index.size}")
+        used = index[:nsteps * B]
+        if ng and used.size and (int(used.min()) < 0 or int(used.max()) >= rows):
+            raise ShapeError(f"cpu step: row indices must lie in [0, {rows})")
+        log_of = [self.outputs[k] for k in range(nlog)]
+        if any(a is None or a.size != 1 for a in log_of):
+            raise ShapeError("cpu step: log outputs must be scalars computed by the step")
+        fn, spec = self._epoch_entry(ng, nlog, tuple(state))
+        logs = np.zeros((nsteps, max(spec.log_row_bytes, 1)), np.uint8)
+        src_table = (ctypes.c_void_p * max(ng, 1))(
+            *[s.__array_interface__["data"][0] for s in sources])
+        with self._lock:
+            self._bind_args(inputs, params, first=ng)
+            self._stage(ng)
+            fn(self._fn_addr, self._table_addr, ctypes.addressof(src_table),
+               used.__array_interface__["data"][0], nsteps,
+               logs.__array_interface__["data"][0])
+            res = self._results()
+        cols, off = [], 0
+        for a in log_of:
+            cols.append(logs[:, off:off + a.nbytes].view(a.dtype).reshape(nsteps))
+            off += a.nbytes
+        return cols, res
+
+    def _stage(self, ng: int) -> None:
+        """Give each of the first ``ng`` inputs a buffer of its own for the epoch entry
+        to gather rows into (small inputs already have one; a big one read in place from
+        the caller's array gets a staging array). Lock held."""
+        for i in range(ng):
+            if self._copies[i] is not None:
+                continue
+            arr = self._staging.get(i)
+            if arr is None:
+                bid, shape, dt, _ = self._slots[i]
+                raw, off = _aligned_block(int(np.prod(shape)) * np.dtype(dt).itemsize)
+                arr = self._staging[i] = raw[off:off + raw.size - _ALIGN].view(dt) \
+                    .reshape(shape)
+            self._table[self._slots[i][0]] = arr.__array_interface__["data"][0]
+            self._keep[i] = arr
+            self._bound[i] = None           # the next __call__ binds its own array again
+
+    def _epoch_entry(self, ng: int, nlog: int, state: tuple):
+        """The compiled epoch entry for this step with ``ng`` gathered inputs, cached."""
+        key = (ng, nlog, state)
+        hit = self._epochs.get(key)
+        if hit is None:
+            from graphc.codegen.cpu.epoch import EpochSpec, load_epoch_entry
+            bufs, outs = self.module_info.buffers, self.program.outputs
+            aliased = {oi for oi, _ in self._alias}
+            B = self._slots[0][1][0] if ng else 0
+            row = [bufs[self._slots[i][0]].nbytes // max(B, 1) for i in range(ng)]
+            spec = EpochSpec(
+                batch=B,
+                gathers=tuple((self._slots[i][0], row[i]) for i in range(ng)),
+                logs=tuple((outs[k], bufs[outs[k]].nbytes) for k in range(nlog)),
+                copies=tuple((self._slots[self._nin + pi][0], outs[oi], bufs[outs[oi]].nbytes)
+                             for oi, pi in state if oi not in aliased))
+            fn, module = load_epoch_entry(spec)
+            hit = self._epochs[key] = (fn, spec)
+        return hit
 
     # -- introspection ------------------------------------------------------------------
     @property
@@ -247,6 +352,8 @@ class CpuBackend:
     name = "cpu"
     #: the Executable may ask train steps to write new state straight into the params
     supports_inplace_state = True
+    #: compiled steps have ``run_steps`` (many steps per native call, epoch.py)
+    supports_run_steps = True
 
     def is_available(self) -> bool:
         from graphc.codegen.cpu import is_available
@@ -288,10 +395,11 @@ class CpuBackend:
         threads = parallel.default_threads()
         key = cache.make_key("step", print_graph(g), repr(sorted(requests.items())),
                              f"threads={threads} plan={bool(memory_plan)} "
-                             f"epilogue_gemm_min={templates.MIN_EPILOGUE_GEMM_FLOPS}")
+                             f"epilogue_gemm_min={templates.MIN_EPILOGUE_GEMM_FLOPS} "
+                             f"{templates.small_gemm_key()}")
         t3 = time.perf_counter()
         gemm0 = templates.gemm_compile_seconds()
-        llvm = {"llvm_optimize": 0.0, "llvm_codegen": 0.0, "llvm_parse": 0.0}
+        llvm = {"llvm_optimize": 0.0, "llvm_codegen": 0.0, "llvm_parse": 0.0, "llvm_wall": 0.0}
         ir_build = 0.0
         hit, source = cache.memory_get(key), "memory"
         if hit is None:
@@ -310,15 +418,16 @@ class CpuBackend:
                 pmod = build_program_module(program, threads=threads, inplace=requests)
                 plan = memplan.plan_memory(pmod) if memory_plan else memplan.bump_plan(pmod)
                 ir_build = time.perf_counter() - t3
-                refs = [cache.ensure_gemm(spec, t) for spec, t in pmod.gemms]
+                # The step's module, in parts, and its missing GEMMs compile at once.
+                tl = time.perf_counter()
+                refs, obj, lt = cache.compile_step(pmod)
+                llvm_wall = time.perf_counter() - tl
                 meta = StepMeta.of(pmod, plan, refs)
-                pmod.ensure_symbols()
-                obj, _, lt = cache.compile_object(pmod.module)
                 # No ModuleRef kept: after emission it holds codegen-prepared IR, not the
                 # optimized IR ``llvm_ir`` promises (re-rendered on demand, cold or cached).
                 hit, source = (meta, cache.ObjectModule(obj, lt)), "compiled"
                 llvm = {"llvm_optimize": lt["optimize"], "llvm_codegen": lt["codegen"],
-                        "llvm_parse": lt["parse_verify"]}
+                        "llvm_parse": lt["parse_verify"], "llvm_wall": llvm_wall}
                 cache.disk_store(key, {"meta": meta, "object": obj})
             cache.memory_put(key, hit)
         meta, module = hit

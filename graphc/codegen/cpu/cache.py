@@ -2,10 +2,12 @@
 process and on disk, so that compiling the same step again — in this process or in a new
 one — skips LLVM (and, for steps, the Python rendering of the LLVM module too).
 
-Every module is compiled to an ELF object (``tm.emit_object``) and loaded into MCJIT with
-``ExecutionEngine.add_object_file`` — on a miss as on a hit, so a cached object runs exactly
-the machine code a fresh compile runs. Step modules call the GEMMs (and the thread pool) by
-symbol name, so a step's GEMMs are loaded and registered before the step object.
+Every module is compiled to an ELF object (``jit.compile_object``) and loaded into MCJIT
+with ``ExecutionEngine.add_object_file`` — on a miss as on a hit, so a cached object runs
+exactly the machine code a fresh compile runs. A step's module is split into parts
+(split.py: one object each, loaded into one engine), and the parts and the step's missing
+GEMMs compile at once on threads (``compile_step``). Step modules call the GEMMs (and the
+thread pool) by symbol name, so a step's GEMMs are loaded and registered before the step.
 
 Key (sha256): what decides the machine code — the printed optimized graph (or the GEMM's
 spec), the rendering options, a digest of graphc's codegen sources (a changed code
@@ -151,28 +153,17 @@ def disk_store(key: str, value: dict) -> bool:
 
 
 def compile_object(module, opt_level: int = 3) -> tuple[bytes, object, dict]:
-    """``llvmlite.ir`` module → (ELF object bytes, the optimized ModuleRef, timings)."""
-    import llvmlite.binding as llvm  # noqa: F401
-    t0 = time.perf_counter()
-    tm = jit.target_machine()
-    mod = jit.parse(module)
-    t1 = time.perf_counter()
-    if opt_level:
-        jit.optimize(mod, tm, opt_level)
-    t2 = time.perf_counter()
-    with jit._LOCK:
-        obj = tm.emit_object(mod)
-    t3 = time.perf_counter()
-    return obj, mod, {"parse_verify": t1 - t0, "optimize": t2 - t1, "codegen": t3 - t2,
-                      "total": t3 - t0}
+    """``llvmlite.ir`` module → (ELF object bytes, its ModuleRef, timings)."""
+    return jit.compile_object(module, opt_level, keep_module=True)
 
 
 class ObjectModule:
-    """Machine code loaded from an object file into its own MCJIT engine; the same
+    """Machine code loaded from an object file — or several, the parts of one split module
+    (split.py), which resolve each other's symbols — into its own MCJIT engine; the same
     ``address``/``cfunc``/``timings`` face as ``jit.JitModule``. Addresses are valid while
     this object lives (ctypes wrappers keep it alive)."""
 
-    def __init__(self, obj: bytes, timings: dict | None = None, module_ref=None):
+    def __init__(self, obj, timings: dict | None = None, module_ref=None):
         import llvmlite.binding as llvm
         t0 = time.perf_counter()
         jit.initialize()
@@ -182,9 +173,12 @@ class ObjectModule:
             empty = llvm.parse_assembly("")
             empty.triple = tm.triple
             self._engine = llvm.create_mcjit_compiler(empty, tm)
-            self._engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
+            objs = [obj] if isinstance(obj, bytes) else list(obj)
+            for part in objs:
+                self._engine.add_object_file(llvm.ObjectFileRef.from_data(part))
             self._engine.finalize_object()
         self._module = module_ref
+        self.parts = len(objs)
         self._addresses: dict = {}
         self._cfuncs: dict = {}
         self.timings = dict(timings or {"parse_verify": 0.0, "optimize": 0.0, "codegen": 0.0,
@@ -233,37 +227,66 @@ def _install_gemm(key, name, om) -> None:
 
 
 def ensure_gemm(spec, threads: int) -> tuple:
-    """Make templates' GEMM variant ``spec`` available — from the disk cache if there, else
-    compiled and stored — under its symbol, in templates' process-wide table (the one
-    place GEMM modules are built; ``templates.ensure_gemm`` calls it). Returns the reference a cached
-    step keeps to it: (symbol, in-process key, disk key); specs themselves may hold
-    callbacks and are not stored."""
+    """``ensure_gemms`` for one GEMM variant: its reference (see there)."""
+    return ensure_gemms([(spec, threads)])[0][0]
+
+
+def ensure_gemms(gemms, extra=()) -> tuple[list, list]:
+    """Make templates' GEMM variants ``gemms`` [(spec, threads)] available under their
+    symbols, in templates' process-wide table — from this process, the disk cache, or
+    compiled and stored (the one place GEMM modules are built) — and compile the modules
+    of ``extra`` [(llvmlite.ir module, opt level)] too: all the LLVM work at once, on
+    ``jit.compile_objects``' threads (a step's own module does not need its GEMMs until it
+    is loaded). Returns (the references a cached step keeps to its GEMMs, one per entry
+    of ``gemms``: (symbol, in-process key, disk key); [(object bytes, timings)] of
+    ``extra``). Specs themselves may hold callbacks and are not stored.
+
+    Two Python threads missing the same GEMM at once may both compile it; the first to
+    finish installs it (same machine code either way)."""
     from graphc.codegen.cpu import parallel, templates
-    key = (spec.key, threads)
-    name = templates.gemm_name(spec, threads)
-    dkey = gemm_disk_key(spec, threads)
+    parallel.ensure_runtime_symbols()
+    refs, todo = [], {}
+    for spec, threads in gemms:
+        ref = (templates.gemm_name(spec, threads), (spec.key, threads),
+               gemm_disk_key(spec, threads))
+        refs.append(ref)
+        if ref[1] not in todo and not load_gemm(ref):
+            todo[ref[1]] = (ref, spec, threads)
+    todo = list(todo.values())
+    extra = list(extra)
+
+    def jobs():
+        # The ready modules first, so that LLVM starts while Python builds the GEMMs'.
+        yield from extra
+        for (name, _, _), spec, threads in todo:
+            module = jit.ir_module(name)
+            parallel.build_parallel_gemm(module, name, spec, max_threads=threads)
+            yield module, templates.GEMM_OPT_LEVEL
+
+    compiled = jit.compile_objects(jobs())
     with templates._GEMM_LOCK:
-        if key in templates._GEMMS:
-            return name, key, dkey
-        parallel.ensure_runtime_symbols()
-        hit = disk_load(dkey)
-        if hit is not None:
-            try:
-                _install_gemm(key, name, ObjectModule(hit["object"]))
-                return name, key, dkey
-            except Exception:
-                STATS["corrupt"] += 1
-        module = jit.ir_module(name)
-        parallel.build_parallel_gemm(module, name, spec, max_threads=threads)
-        obj, mref, t = compile_object(module, templates.GEMM_OPT_LEVEL)
-        disk_store(dkey, {"object": obj})
-        _install_gemm(key, name, ObjectModule(obj, t, mref))
-    return name, key, dkey
+        for ((name, key, dkey), _, _), (obj, t) in zip(todo, compiled[len(extra):]):
+            disk_store(dkey, {"object": obj})
+            if key not in templates._GEMMS:
+                _install_gemm(key, name, ObjectModule(obj, t))
+    return refs, compiled[:len(extra)]
+
+
+def compile_step(pmod) -> tuple[list, list, dict]:
+    """Machine code of a step: its module (``program.ProgramModule``) split into parts
+    (split.py) and compiled together with the GEMMs it calls (``ensure_gemms``). Returns
+    (the GEMM references, the parts' objects for ``ObjectModule``, LLVM timings of the
+    parts summed over threads)."""
+    from graphc.codegen.cpu import split
+    parts = split.split_module(pmod.module, pmod.entry)
+    refs, compiled = ensure_gemms(pmod.gemms, [(text, 3) for text in parts])
+    timings = {k: sum(t[k] for _, t in compiled) for k in compiled[0][1]}
+    return refs, [obj for obj, _ in compiled], timings
 
 
 def load_gemm(ref) -> bool:
     """Install a GEMM a cached step calls, from this process or the disk cache; False if
-    it is in neither (the step must then be compiled afresh, which rebuilds it)."""
+    it is in neither, or the entry does not load (it must then be compiled afresh)."""
     from graphc.codegen.cpu import parallel, templates
     name, key, dkey = ref
     with templates._GEMM_LOCK:
@@ -273,7 +296,11 @@ def load_gemm(ref) -> bool:
         hit = disk_load(dkey)
         if hit is None:
             return False
-        _install_gemm(key, name, ObjectModule(hit["object"]))
+        try:
+            _install_gemm(key, name, ObjectModule(hit["object"]))
+        except Exception:       # a damaged object: recompile (and overwrite it)
+            STATS["corrupt"] += 1
+            return False
         return True
 
 # ----------------------------------------------------------------------------- steps

@@ -15,10 +15,21 @@ MCJIT takes the optimized ``ModuleRef`` as is, while llvmlite's LLJIT API only a
 *text*, which must be printed and re-parsed (the difference above). MCJIT it is;
 ``engine="lljit"`` stays available. Caveat handled here: MCJIT takes ownership of its
 TargetMachine (and frees it with the engine), so every engine gets a fresh one.
+
+Parallel compilation (``compile_object``/``compile_objects``): llvmlite serializes *every*
+call into LLVM on one process-wide lock (``llvmlite.binding.ffi.lib``), so plain threads
+would take turns. Each module is therefore parsed into an ``LLVMContext`` of its own and
+compiled with a TargetMachine and PassBuilder of its own (LLVM's rule for concurrent
+compilation: nothing mutable shared), and the four long calls — parse, verify, the pass
+pipeline, codegen — go to llvmlite's ctypes functions directly, which skips that lock and
+releases the GIL. Short calls (setting the triple, building the pipeline) keep the lock.
+The object bytes are the same as a serial compile's (tests/codegen/test_parallel_compile.py
+checks, over repeated rounds on more threads than cores).
 """
 from __future__ import annotations
 
 import ctypes
+import os
 import threading
 import time
 from functools import lru_cache
@@ -26,11 +37,13 @@ from typing import Sequence
 
 import llvmlite.binding as llvm
 from llvmlite import ir
+from llvmlite.binding import ffi
 
 __all__ = [
     "initialize", "host_target_machine", "target_machine", "host_features",
     "vector_width", "parse", "optimize", "optimized_ir", "emit_object", "emit_assembly",
-    "JitModule", "register_symbol", "ir_module",
+    "JitModule", "register_symbol", "ir_module", "compile_object", "compile_objects",
+    "compile_threads",
 ]
 
 # LLVM's global context and pass pipelines are not safe to drive from two Python threads
@@ -135,16 +148,23 @@ def optimize(module: llvm.ModuleRef, tm: llvm.TargetMachine | None = None,
     SLP vectorization (SLP defaults to off in llvmlite 0.50). Returns ``module``."""
     tm = tm or host_target_machine()
     with _LOCK:
-        # The module must carry the target's triple and data layout, or the vectorizers'
-        # cost model sees a generic target and keeps 128-bit vectors.
-        module.triple = tm.triple
-        module.data_layout = str(tm.target_data)
-        pto = llvm.create_pipeline_tuning_options(speed_level=level)
-        pto.loop_vectorization = level >= 2
-        pto.slp_vectorization = level >= 2
-        pb = llvm.create_pass_builder(tm, pto)
-        pb.getModulePassManager().run(module, pb)
+        mpm, pb = _pipeline(module, tm, level)
+        mpm.run(module, pb)
     return module
+
+
+def _pipeline(module: llvm.ModuleRef, tm: llvm.TargetMachine, level: int):
+    """(module pass manager, pass builder) of the ``level`` pipeline for ``tm``, after
+    giving ``module`` the target's triple and data layout."""
+    # The module must carry the target's triple and data layout, or the vectorizers'
+    # cost model sees a generic target and keeps 128-bit vectors.
+    module.triple = tm.triple
+    module.data_layout = str(tm.target_data)
+    pto = llvm.create_pipeline_tuning_options(speed_level=level)
+    pto.loop_vectorization = level >= 2
+    pto.slp_vectorization = level >= 2
+    pb = llvm.create_pass_builder(tm, pto)
+    return pb.getModulePassManager(), pb
 
 
 def optimized_ir(module, tm: llvm.TargetMachine | None = None) -> str:
@@ -169,6 +189,163 @@ def emit_assembly(module, tm: llvm.TargetMachine | None = None) -> str:
     mod = optimize(parse(module), tm)
     with _LOCK:
         return tm.emit_assembly(mod)
+
+
+def _unlocked(name: str):
+    """llvmlite's ctypes function ``name`` without llvmlite's process-wide lock (same
+    argtypes and restype; ctypes releases the GIL during the call). Falls back to the
+    locked wrapper if a later llvmlite stops exposing it: still correct, only serial."""
+    fn = getattr(ffi.lib, name)
+    return getattr(fn, "_cfn", fn)
+
+
+class _PrivateContext(llvm.ContextRef):
+    """An LLVMContext of one module's own; the module disposes it (``_PrivateModule``)."""
+
+    def _dispose(self):
+        pass
+
+
+class _PrivateModule(llvm.ModuleRef):
+    """A module in a ``_PrivateContext``: disposes the module, then the context. One
+    finalizer for both, since the garbage collector finalizes a cycle's objects in any
+    order, and a context disposed before its module crashes the module's disposal."""
+
+    def __init__(self, ptr, context: _PrivateContext):
+        super().__init__(ptr, context)
+        self._context_ptr = context._ptr
+
+    def _dispose(self):
+        super()._dispose()
+        ffi.lib.LLVMPY_ContextDispose(self._context_ptr)
+
+
+def compile_object(module, opt_level: int = 3, *, cpu: str | None = None,
+                   features: str | None = None, keep_module: bool = False):
+    """``llvmlite.ir`` module or IR text → (ELF object bytes, ModuleRef or None, timings):
+    parse and verify, the ``opt_level`` pipeline (``optimize``), then codegen with the
+    settings of ``target_machine(cpu, features)`` (PIC, O3 codegen).
+
+    Safe to call from several threads at once, and they do run at once: the module lives
+    in an LLVMContext of its own with a TargetMachine and PassBuilder of its own, and the
+    long calls skip llvmlite's lock (module docstring). ``keep_module``: also return the
+    ModuleRef (it holds codegen-prepared IR, and owns its context); else both are freed
+    here."""
+    text = _as_ir_text(module).encode()      # rendering is Python: under the GIL
+    initialize()
+    t0, c0 = time.perf_counter(), time.thread_time()
+    tm = _new_target_machine(cpu, features, 3)
+    ctx = _PrivateContext(ffi.lib.LLVMPY_ContextCreate())
+    with ffi.OutputString() as err:
+        ptr = _unlocked("LLVMPY_ParseAssembly")(ctx, ctypes.c_char_p(text), err)
+        if not ptr:
+            ffi.lib.LLVMPY_ContextDispose(ctx)
+            raise RuntimeError(f"LLVM IR parsing error\n{err}")
+    mod = _PrivateModule(ptr, ctx)
+    try:
+        with ffi.OutputString() as err:
+            if _unlocked("LLVMPY_VerifyModule")(mod, err):
+                raise RuntimeError(str(err))
+        t1 = time.perf_counter()
+        if opt_level:
+            mpm, pb = _pipeline(mod, tm, opt_level)
+            _unlocked("LLVMPY_RunNewModulePassManager")(mpm, mod, pb)
+        else:
+            mod.triple, mod.data_layout = tm.triple, str(tm.target_data)
+        t2 = time.perf_counter()
+        with ffi.OutputString() as err:
+            buf = _unlocked("LLVMPY_TargetMachineEmitToMemory")(tm, mod, 1, err)
+            if not buf:
+                raise RuntimeError(str(err))
+        try:
+            obj = ctypes.string_at(ffi.lib.LLVMPY_GetBufferStart(buf),
+                                   ffi.lib.LLVMPY_GetBufferSize(buf))
+        finally:
+            ffi.lib.LLVMPY_DisposeMemoryBuffer(buf)
+        t3 = time.perf_counter()
+    except BaseException:
+        keep_module = False
+        raise
+    finally:
+        if not keep_module:
+            mod.close()             # and its context
+    # Wall seconds per phase, and this thread's CPU seconds (the work, whatever the
+    # other threads and processes are doing).
+    timings = {"parse_verify": t1 - t0, "optimize": t2 - t1, "codegen": t3 - t2,
+               "total": t3 - t0, "cpu": time.thread_time() - c0}
+    return obj, (mod if keep_module else None), timings
+
+
+def compile_threads() -> int:
+    """Threads ``compile_objects`` uses: ``$GRAPHC_COMPILE_THREADS`` if set (1: serial),
+    else the cores this process may run on."""
+    env = os.environ.get("GRAPHC_COMPILE_THREADS", "").strip()
+    if env.isdigit():
+        return max(1, int(env))
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _cost(text: str, level: int) -> float:
+    """A rough estimate of LLVM's time on ``text`` at ``level``, for ordering only: per IR
+    character, the O2/O3 pipeline took ~3x O1's (W1's GEMM and step modules)."""
+    return len(text) * (3.0 if level >= 2 else 1.0)
+
+
+def compile_objects(jobs, *, threads: int | None = None) -> list[tuple[bytes, dict]]:
+    """Compile independent modules at once: ``jobs`` yields (module, opt_level); returns
+    [(object bytes, timings)] in job order, the same bytes ``compile_object`` gives one by
+    one. An error in any job is raised here, after the others finished.
+
+    ``jobs`` is consumed on the calling thread while ``threads`` workers compile, so a
+    generator that builds the next ``llvmlite.ir`` module (Python, under the GIL) overlaps
+    with LLVM compiling the earlier ones (native, GIL released). Each free worker takes
+    the biggest pending module (``_cost``): the longest-first order evens out the finish."""
+    n = compile_threads() if threads is None else max(1, threads)
+    if n == 1:
+        return [compile_object(m, level)[::2] for m, level in jobs]
+    import heapq
+    pending: list = []             # heap of (-cost, job index, text, level)
+    results: dict = {}
+    cv = threading.Condition()
+    closed = False
+
+    def worker():
+        while True:
+            with cv:
+                while not pending and not closed:
+                    cv.wait()
+                if not pending:
+                    return
+                _, i, text, level = heapq.heappop(pending)
+            try:
+                results[i] = compile_object(text, level)[::2]
+            except BaseException as e:     # noqa: BLE001 - re-raised on the caller's thread
+                results[i] = e
+
+    workers = [threading.Thread(target=worker, name=f"graphc-llvm-{k}", daemon=True)
+               for k in range(n)]
+    for w in workers:
+        w.start()
+    try:
+        for i, (m, level) in enumerate(jobs):
+            text = _as_ir_text(m)
+            with cv:
+                heapq.heappush(pending, (-_cost(text, level), i, text, level))
+                cv.notify()
+    finally:
+        with cv:
+            closed = True
+            cv.notify_all()
+        for w in workers:
+            w.join()
+    out = [results[i] for i in range(len(results))]
+    for r in out:
+        if isinstance(r, BaseException):
+            raise r
+    return out
 
 
 class JitModule:

@@ -62,10 +62,8 @@ class ProgramModule:
     def ensure_symbols(self) -> None:
         """Compile/register what the module calls by name (GEMMs, the thread pool): call
         before JIT-compiling it."""
-        from graphc.codegen.cpu import parallel
-        parallel.ensure_runtime_symbols()
-        for spec, threads in self.gemms:
-            templates.ensure_gemm(spec, threads)
+        from graphc.codegen.cpu import cache
+        cache.ensure_gemms(self.gemms)      # also the thread pool's symbols
 
     @property
     def nslots(self) -> int:
@@ -110,25 +108,9 @@ class StepContext:
         with self.loop(self.builder, self.builder.function, n) as i:
             yield i
 
-    @contextmanager
     def loop(self, b, fn, n):
         """``for i in range(n)`` (n an int or i64 value) at ``b``'s position in ``fn``."""
-        n = I64(n) if isinstance(n, int) else n
-        pre = b.block
-        head = fn.append_basic_block("for.head")
-        body = fn.append_basic_block("for.body")
-        done = fn.append_basic_block("for.end")
-        b.branch(head)
-        b.position_at_end(head)
-        i = b.phi(I64)
-        i.add_incoming(I64(0), pre)
-        b.cbranch(b.icmp_signed("<", i, n), body, done)
-        b.position_at_end(body)
-        yield i
-        nxt = b.add(i, I64(1))
-        i.add_incoming(nxt, b.block)
-        b.branch(head)
-        b.position_at_end(done)
+        return counted_loop(b, fn, n)
 
     def function(self, name, buffer_ids):
         """An internal ``void(ptr noalias ...)`` function, one pointer per buffer id."""
@@ -147,6 +129,28 @@ class StepContext:
 
     def call(self, fn, buffer_ids):
         self.builder.call(fn, [self.ptr(b) for b in buffer_ids])
+
+
+@contextmanager
+def counted_loop(b, fn, n, name: str = "for"):
+    """``for i in range(n)`` (n an int or i64 value) at ``b``'s position in ``fn``; the
+    body is emitted inside the ``with`` block, which yields ``i``."""
+    n = I64(n) if isinstance(n, int) else n
+    pre = b.block
+    head = fn.append_basic_block(f"{name}.head")
+    body = fn.append_basic_block(f"{name}.body")
+    done = fn.append_basic_block(f"{name}.end")
+    b.branch(head)
+    b.position_at_end(head)
+    i = b.phi(I64)
+    i.add_incoming(I64(0), pre)
+    b.cbranch(b.icmp_signed("<", i, n), body, done)
+    b.position_at_end(body)
+    yield i
+    nxt = b.add(i, I64(1))
+    i.add_incoming(nxt, b.block)
+    b.branch(head)
+    b.position_at_end(done)
 
 
 def const_global(module, name, data: np.ndarray):

@@ -5,14 +5,18 @@
 (conv.py / pool.py functions with the (begin, end) split ABI) and ``NativeStep``s (code
 emitted straight into the step function: GEMM calls, the scatter loop).
 
-- ``matmul`` (float32, more than ``GEMV_MAX_ROWS`` rows): the generated BLIS-style GEMM of
+- ``matmul`` (float32) of at most ``SMALL_GEMM_MAX_MADDS`` multiply-adds, or a
+  matrix-vector shape (at most ``SMALL_GEMM_MAX_ROWS_ANY_SIZE`` rows): smallgemm.py's
+  unpacked kernel specialized on the shape (an ``ExternKernel``, split over column blocks
+  like any other; identical shapes share one function), epilogues of a few loads fused.
+- ``matmul`` (float32, bigger): the generated BLIS-style GEMM of
   gemm.py, multi-threaded through parallel.py. Each GEMM variant is compiled ONCE per
   process into its own module (at O1: hand-vectorized code gains nothing from O3) and
   called by symbol, so the train, test and predict programs of a model (and every later
   model) share it. Batch dims fold into M when B is shared, else one call per batch with
   numpy broadcasting. A 2-D operand that is a transpose (program.py finds them) is read in
-  place with the GEMM's transposed-operand flag. Matrix-vector shapes and other dtypes: a
-  loop kernel (vectorized over N, split over N).
+  place with the GEMM's transposed-operand flag. Other dtypes: a loop kernel (vectorized
+  over N, split over N).
 - conv2d, its two gradients, pooling and their gradients (float32): conv.py / pool.py's
   shape-specialized kernels. Other dtypes (float64 gradient checks): loop kernels written
   in the kernel form itself (window taps as reduction axes, padding as guards).
@@ -157,11 +161,18 @@ def epilogue_supported(k: TemplateKernel, epilogue, buffers) -> bool:
     conv2d / conv2d_backprop_input. (Loop-kernel contractions take it in their store;
     float32 GEMM / conv kernels render it on vectors.)"""
     out = buffers[k.output]
-    if k.op == "matmul":
-        # Each distinct epilogue is another GEMM variant: ~0.5-1.3 s of LLVM. Worth it on
-        # big products (W1's layers); on small ones (an unrolled LSTM's 1,000 32x64x256
-        # products, 8 epilogue kinds) the separate loop costs microseconds, the variants
-        # seconds of compile time.
+    small = k.op == "matmul" and _small_gemm_shape(k, buffers) is not None
+    if small and vector_subset(epilogue, out.shape, out.dtype) and \
+            len(VectorEpilogue(epilogue, out.shape, None).buffers) > SMALL_GEMM_EPILOGUE_LOADS:
+        # A sum of many products (an RNN's weight gradient over time steps: one load per
+        # step) is faster as its own loop, and compiles to far less code than loads in
+        # every store of the register tile.
+        return False
+    if k.op == "matmul" and not small:
+        # Each distinct epilogue is another packed-GEMM variant: ~0.5-1.3 s of LLVM. Worth
+        # it on big products; on small ones the separate loop costs microseconds, the
+        # variants seconds of compile time. (The small-GEMM kernels are specialized per
+        # shape anyway: an epilogue costs them no extra variant.)
         a = buffers[k.inputs[0]]
         flops = 2 * int(np.prod(out.shape)) * (a.shape[-1] if a.shape else 1)
         if flops < MIN_EPILOGUE_GEMM_FLOPS:
@@ -346,7 +357,8 @@ def ensure_gemm(spec, threads: int) -> str:
 
 
 def gemm_compile_seconds() -> float:
-    """LLVM seconds spent compiling the process-wide GEMM variants so far."""
+    """LLVM seconds spent compiling the process-wide GEMM variants so far (wall seconds of
+    each, summed: variants compile on threads at once, so this can exceed elapsed time)."""
     return sum(jm.timings["total"] for _, jm in _GEMMS.values())
 
 
@@ -358,16 +370,55 @@ def _gemm_available() -> bool:
     return hasattr(parallel, "build_parallel_gemm") and hasattr(gemm, "select_config")
 
 
-# Up to this many rows (a batch-1 predict: a matrix-vector product) the loop kernel beats
-# the GEMM, whose packing of B costs as much as the product itself when M is tiny: the loop
-# streams B once, vectorized over N with one accumulator per column, split over N.
+# Up to this many rows (a batch-1 predict: a matrix-vector product) the packed GEMM's
+# packing of B costs as much as the product itself: such products never take it.
 GEMV_MAX_ROWS = 2
+
+# smallgemm.py's unpacked kernel (B read in place, one function per shape) takes products
+# of up to SMALL_GEMM_MAX_MADDS multiply-adds: measured on one Zen 4 core (``python
+# benchmarks/bench_gemm.py --only small``) it was 1.2-1.6x faster than the packed path on
+# the LSTM / W4 / 10-column shapes, where packing and dispatch cost as much as the
+# arithmetic, and still 1.1x at 128^3. (On a quiet core it matched the packed path up to
+# 128x256x512, but with a neighbour contending for L2 the packed path's panels held up
+# better there.) Matrix-vector products (M <= SMALL_GEMM_MAX_ROWS_ANY_SIZE) stream B once
+# whatever its size, split over column blocks.
+SMALL_GEMM_MAX_MADDS = 1 << 21
+SMALL_GEMM_MAX_ROWS_ANY_SIZE = 4
+#: Most buffers a small GEMM's fused epilogue may load (bias, residual, mask, ...).
+SMALL_GEMM_EPILOGUE_LOADS = 3
+
+
+def small_gemm_key() -> str:
+    """The small-GEMM dispatch settings, for the step cache key (tests change them)."""
+    return (f"small_gemm={SMALL_GEMM_MAX_MADDS},{SMALL_GEMM_MAX_ROWS_ANY_SIZE},"
+            f"{SMALL_GEMM_EPILOGUE_LOADS}")
+
+
+def _small_gemm_shape(k: TemplateKernel, buffers):
+    """(M, N, K) when float32 matmul ``k`` runs on smallgemm.py's kernel, else None: one
+    2-D product (batch dims fold into M when B is shared and A has the full batch)."""
+    out, a, b = buffers[k.output], buffers[k.inputs[0]], buffers[k.inputs[1]]
+    if k.op != "matmul" or out.size == 0 or \
+            any(x.dtype != DType.f32 for x in (out, a, b)):
+        return None
+    batch = out.shape[:-2]
+    nb = int(np.prod(batch)) if batch else 1
+    b_shared = int(np.prod(b.shape[:-2])) == 1 if b.shape[:-2] else True
+    if nb > 1 and not (b_shared and tuple(a.shape[:-2]) == tuple(batch)):
+        return None
+    M, K, N = out.shape[-2] * nb, a.shape[-1], out.shape[-1]
+    if M <= SMALL_GEMM_MAX_ROWS_ANY_SIZE or M * N * K <= SMALL_GEMM_MAX_MADDS:
+        return M, N, K
+    return None
 
 
 def uses_gemm(k: TemplateKernel, buffers) -> bool:
-    """Whether matmul kernel ``k`` runs on the generated GEMM (float32), not a loop."""
+    """Whether matmul kernel ``k`` runs on the generated packed GEMM (float32), not the
+    small-GEMM kernel or a loop."""
     out = buffers[k.output]
     if k.op != "matmul" or out.dtype != DType.f32 or out.size == 0 or not _gemm_available():
+        return False
+    if _small_gemm_shape(k, buffers) is not None:
         return False
     a = buffers[k.inputs[0]]
     rows = out.shape[-2] * (int(np.prod(out.shape[:-2])) if tuple(a.shape[:-2]) ==
@@ -381,9 +432,37 @@ def uses_gemm(k: TemplateKernel, buffers) -> bool:
 NARROW_MIN_MADDS = 1 << 22
 
 
+def _small_matmul(k, a, b, out, attrs, shape):
+    """An ExternKernel running smallgemm.py's kernel for this shape (split over column
+    blocks by program.py); identical shapes, layouts and epilogues share one function."""
+    from graphc.codegen.cpu import smallgemm
+    M, N, K = shape
+    tr = attrs.get("_transposed", {})
+    ta, tb = a.id in tr, b.id in tr
+    pa_buf, pb_buf = tr.get(a.id, a), tr.get(b.id, b)
+    vep = _vector_epilogue(attrs, out, N)
+    ep = vep.gemm_epilogue() if vep is not None else None
+    key = f"{M}x{N}x{K}_{'t' if ta else 'n'}{'t' if tb else 'n'}_{vep.key if vep else 'none'}"
+
+    def build(module, name):
+        fname = f"graphc_smallgemm_{key}"
+        fn = module.globals.get(fname)
+        if fn is None:
+            fn = smallgemm.emit_small_gemm(module, fname, M, N, K, trans_a=ta, trans_b=tb,
+                                           epilogue=ep)
+        return fn
+    inputs = [pa_buf.id, pb_buf.id] + (list(vep.buffers) if vep is not None else [])
+    return [ExternKernel(k.name, build, inputs, out.id, smallgemm.small_gemm_flops(M, N, K),
+                         epilogue_fused=vep is not None)]
+
+
 def _matmul(k, ins, out, attrs, new_temp=None):
     a, b = ins
-    if not uses_gemm(k, {a.id: a, b.id: b, out.id: out}):
+    bufs = {a.id: a, b.id: b, out.id: out}
+    small = _small_gemm_shape(k, bufs)
+    if small is not None:
+        return _small_matmul(k, a, b, out, attrs, small)
+    if not uses_gemm(k, bufs):
         return _matmul_loop(k, a, b, out, attrs.get("_transposed"))
     from graphc.codegen.cpu import gemm, parallel
     M, K = a.shape[-2:]
