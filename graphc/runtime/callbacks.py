@@ -96,7 +96,12 @@ class Callback:
 
 
 def _overrides(cb, hook: str) -> bool:
-    """Whether ``cb`` does anything on ``hook`` (so no-op hooks cost nothing per step)."""
+    """Whether ``cb`` does anything on ``hook`` (so no-op hooks cost nothing per step, and
+    ``fit`` may run whole epochs natively). A callback whose hook is a no-op in some
+    configurations says so with ``_hook_active(hook) -> bool``."""
+    active = getattr(cb, "_hook_active", None)
+    if active is not None and not active(hook):
+        return False
     names = (hook, _LEGACY_ALIAS[hook]) if hook in _LEGACY_ALIAS else (hook,)
     if not isinstance(cb, Callback):
         return callable(getattr(cb, hook, None))
@@ -494,6 +499,10 @@ class ModelCheckpoint(Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._current_epoch = epoch
+
+    def _hook_active(self, hook: str) -> bool:
+        # Saving per epoch needs no batch hook: fit keeps its native epoch loop.
+        return not (hook == "on_train_batch_end" and self.save_freq == "epoch")
 
     def on_train_batch_end(self, batch, logs=None):
         if self.save_freq == "epoch":

@@ -436,27 +436,36 @@ class ArrayAdapter:
                              if validation_batch_size is not None else self.batch_size,
                              False))
 
-    def iterate(self) -> Iterator[Batch]:
+    def pass_plan(self) -> tuple:
+        """One pass as ``(order, sizes)``: batch k holds rows ``order[s:s + sizes[k]]``,
+        ``s = sum(sizes[:k])``; ``order`` is None for rows in storage order. Draws the
+        pass's shuffle from the global RNG (so a pass planned here and a pass of
+        ``iterate`` draw the same permutation)."""
         n, bs = self.num_samples, self.batch_size
-        xs, ys, sws = self.xs, self.ys, self.sws
         if not self.shuffle:
-            for s in range(0, n, bs):
-                sl = slice(s, s + bs)
-                yield Batch([a[sl] for a in xs], [a[sl] for a in ys],
-                            [None if w is None else w[sl] for w in sws], min(bs, n - s))
-            return
+            return None, [min(bs, n - s) for s in range(0, n, bs)]
         rng = global_rng()
         if self.shuffle == "batch":
             # Keras' shuffle='batch': batch order shuffled, then samples within each batch
             # (for data that is only efficiently readable in chunks, e.g. HDF5).
             order = rng.permutation(self.num_batches)
             chunks = [rng.permutation(np.arange(b * bs, min((b + 1) * bs, n))) for b in order]
-        else:
-            perm = rng.permutation(n)
-            chunks = [perm[s:s + bs] for s in range(0, n, bs)]
-        for idx in chunks:
-            yield Batch([a[idx] for a in xs], [a[idx] for a in ys],
-                        [None if w is None else w[idx] for w in sws], len(idx))
+            return np.concatenate(chunks), [len(c) for c in chunks]
+        return rng.permutation(n), [min(bs, n - s) for s in range(0, n, bs)]
+
+    def batch(self, order, start: int, size: int) -> Batch:
+        """Rows ``order[start:start + size]`` (``order`` None: ``start:start + size``);
+        unshuffled batches are views."""
+        idx = slice(start, start + size) if order is None else order[start:start + size]
+        return Batch([a[idx] for a in self.xs], [a[idx] for a in self.ys],
+                     [None if w is None else w[idx] for w in self.sws], size)
+
+    def iterate(self) -> Iterator[Batch]:
+        order, sizes = self.pass_plan()
+        start = 0
+        for size in sizes:
+            yield self.batch(order, start, size)
+            start += size
 
 
 class _BatchStandardizer:

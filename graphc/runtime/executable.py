@@ -19,9 +19,16 @@ from graphc.runtime import training
 from graphc.runtime.backends import get_backend
 
 
-def _as_model_dtype(a: np.ndarray, dtype: DType) -> np.ndarray:
+_NP_DTYPE: dict = {}
+
+
+def _as_model_dtype(a, declared) -> np.ndarray:
+    """``a`` as an array of an input's declared dtype (float32 when none is declared)."""
+    dt = _NP_DTYPE.get(declared)
+    if dt is None:          # DType.of per call would cost more than the rest of the call
+        dt = _NP_DTYPE[declared] = DType.of(declared or "float32").np
     a = np.asarray(a)
-    return a if a.dtype == dtype.np else a.astype(dtype.np)
+    return a if a.dtype == dt else a.astype(dt)
 
 
 def _as_target(a) -> np.ndarray:
@@ -50,6 +57,9 @@ def _gc_paused():
 class Executable:
     """The compiled form of a model for one target, with the Keras training API."""
 
+    #: ``predict_step`` returns arrays of the caller's own, never a step's reused buffers
+    predict_step_returns_copies = True
+
     def __init__(self, model, target: str | None = None):
         from graphc.config import default_target
         from graphc.frontend.seeding import next_seed
@@ -58,15 +68,17 @@ class Executable:
         self.backend = get_backend(self.target)
         self.seed = np.array(next_seed() & 0x7FFFFFFF, dtype=np.int64)
         self._steps: dict = {}
+        self._hot_predict = None    # (shape, dtype, signature, params, fn) of one input
 
     # -- compiled steps -------------------------------------------------------------
     def _signature(self):
+        # The Variables themselves: they compare and hash by identity, in C (cheaper per
+        # call than a tuple of their ids built in Python).
         snap = getattr(self.model, "_training_weights", None)
-        weights = snap() if snap is not None else self.model.trainable_weights
-        return tuple(id(v) for v in weights)
+        return tuple(snap() if snap is not None else self.model.trainable_weights)
 
     def _step(self, kind: str, xs, ys=()):
-        key = (kind, tuple((a.shape, a.dtype.str) for a in list(xs) + list(ys)),
+        key = (kind, tuple([(a.shape, a.dtype) for a in xs] + [(a.shape, a.dtype) for a in ys]),
                self._signature())
         hit = self._steps.get(key)
         if hit is not None:
@@ -97,12 +109,11 @@ class Executable:
         return step, fn
 
     def _prepare_x(self, xs):
-        specs = list(self.model.inputs)
+        specs = self.model.inputs
         if len(xs) != len(specs):
             raise DataError(f"model expects {len(specs)} input array(s) "
                             f"({', '.join(s.name for s in specs)}), got {len(xs)}")
-        return [_as_model_dtype(a, DType.of(getattr(s, "dtype", "float32") or "float32"))
-                for a, s in zip(xs, specs)]
+        return [_as_model_dtype(a, getattr(s, "dtype", None)) for a, s in zip(xs, specs)]
 
     def _prepare_xy(self, xs, ys, sws):
         xs = self._prepare_x(xs)
@@ -126,6 +137,47 @@ class Executable:
                 var.value[...] = new
         return {k: float(v) for k, v in zip(step.log_names, outs[:nlog])}
 
+    # -- many steps per call ------------------------------------------------------------
+    @property
+    def native_epochs(self) -> bool:
+        """Whether ``run_steps`` runs its steps in one native call (the cpu target);
+        ``fit``/``evaluate`` then run a pass over in-memory arrays with no Python per
+        step. Not when ``train_step``/``test_step`` is overridden on this instance:
+        that code wants to see every batch."""
+        return bool(getattr(self.backend, "supports_run_steps", False)) and \
+            "train_step" not in vars(self) and "test_step" not in vars(self)
+
+    def prepare_rows(self, xs, ys, sws):
+        """Full in-memory arrays → the arrays ``run_steps`` gathers batches from (the
+        per-batch conversions of ``train_step``/``test_step``, done once), or None when a
+        sample-weight array does not have one weight per sample (the per-batch steps
+        report that)."""
+        n = len(xs[0])
+        if any(w is not None and np.size(w) != n for w in (sws or ())):
+            return None
+        xs, ys, sws = self._prepare_xy(xs, ys, sws)
+        return [np.ascontiguousarray(a) for a in xs + ys + sws], len(xs), len(ys)
+
+    def run_steps(self, kind: str, rows, index, nsteps: int, batch_size: int) -> dict:
+        """``nsteps`` train (``kind='train'``) or test steps in one native call: step s
+        runs on rows ``index[s*batch_size:(s+1)*batch_size]`` of ``rows`` (from
+        ``prepare_rows``). The same results and updates, in the same order, as
+        ``train_step``/``test_step`` on each of those batches; returns {log name: one
+        value per step}."""
+        arrays, nx, ny = rows
+        protos = [a[:batch_size] for a in arrays]
+        step, fn = self._step(kind, protos[:nx], protos[nx:nx + ny])
+        nlog = len(step.log_names)
+        slot = {id(v): i for i, v in enumerate(step.params)}
+        state = [(nlog + j, slot[id(v)]) for j, v in enumerate(step.state_vars)]
+        cols, outs = fn.run_steps(arrays, [self.seed] if kind == "train" else [],
+                                  [v.value for v in step.params], index, nsteps,
+                                  nlog=nlog, state=state)
+        for var, new in zip(step.state_vars, outs[nlog:]):
+            if new is not var.value:
+                var.value[...] = new
+        return dict(zip(step.log_names, cols))
+
     def test_step(self, xs, ys, sws=None) -> dict[str, float]:
         xs, ys, sws = self._prepare_xy(xs, ys, sws)
         step, fn = self._step("test", xs, ys)
@@ -135,11 +187,25 @@ class Executable:
         return {k: float(v) for k, v in zip(step.log_names, outs)}
 
     def predict_step(self, xs) -> list[np.ndarray]:
+        hot = self._hot_predict
+        if hot is not None and len(xs) == 1:
+            # Batch-1 latency is mostly Python: the array the last call compiled for (same
+            # shape, already the model's dtype, same weights) goes straight to its step.
+            x = xs[0]
+            shape, dtype, signature, params, fn = hot
+            if type(x) is np.ndarray and x.shape == shape and x.dtype == dtype and \
+                    self._signature() == signature:
+                return [np.array(o) for o in fn(xs, [v.value for v in params])]
         xs = self._prepare_x(xs)
         step, fn = self._step("predict", xs)
         resident = getattr(fn, "run_resident", None)
-        outs = resident(xs, step.params) if resident is not None else \
-            fn(xs, [v.value for v in step.params])
+        if resident is not None:
+            outs = resident(xs, step.params)
+        else:
+            if len(xs) == 1:
+                self._hot_predict = (xs[0].shape, xs[0].dtype, self._signature(),
+                                     step.params, fn)
+            outs = fn(xs, [v.value for v in step.params])
         return [np.array(o) for o in outs]     # steps reuse their output arrays
 
     def memory_report(self) -> list[dict]:
@@ -158,23 +224,14 @@ class Executable:
         return out
 
     # -- Keras API --------------------------------------------------------------------
-    def fit(self, *args, **kwargs):
-        return training.fit(self, *args, **kwargs)
-
-    def evaluate(self, *args, **kwargs):
-        return training.evaluate(self, *args, **kwargs)
-
-    def predict(self, *args, **kwargs):
-        return training.predict(self, *args, **kwargs)
-
-    def train_on_batch(self, *args, **kwargs):
-        return training.train_on_batch(self, *args, **kwargs)
-
-    def test_on_batch(self, *args, **kwargs):
-        return training.test_on_batch(self, *args, **kwargs)
-
-    def predict_on_batch(self, *args, **kwargs):
-        return training.predict_on_batch(self, *args, **kwargs)
+    # The loops of training.py, as methods (the functions themselves: no forwarding frame
+    # on the per-call paths such as predict_on_batch).
+    fit = training.fit
+    evaluate = training.evaluate
+    predict = training.predict
+    train_on_batch = training.train_on_batch
+    test_on_batch = training.test_on_batch
+    predict_on_batch = training.predict_on_batch
 
     def get_weights(self):
         return self.model.get_weights()

@@ -10,13 +10,14 @@ the epoch logs, ``model.stop_training`` honoured after each batch and epoch.
 """
 from __future__ import annotations
 
+import time
 import warnings
 
 import numpy as np
 
 from graphc.errors import DataError
 from graphc.runtime import data as data_mod
-from graphc.runtime.callbacks import CallbackList
+from graphc.runtime.callbacks import CallbackList, _overrides
 
 # Keras 2 arguments of fit/evaluate/predict that have no effect here. Accepted (with a
 # warning) so Keras 2 code runs unchanged: batches are produced in the calling thread.
@@ -54,15 +55,34 @@ class _Means:
         self.sums = None
         self.count = 0
 
-    def add(self, logs, n) -> dict:
+    def _start(self, logs):
         if self.keys is None:
             self.raw_order = list(logs)
             self.keys = sorted(logs)
             self.sums = dict.fromkeys(self.keys, 0.0)
+
+    def add(self, logs, n) -> dict:
+        self._start(logs)
         sums = self.sums
         for k in self.keys:
             sums[k] += float(logs[k]) * n
         self.count += n
+        c = self.count
+        return {k: sums[k] / c for k in self.keys}
+
+    def add_steps(self, logs, n) -> dict:
+        """``add`` for several batches of ``n`` samples at once: ``logs`` maps each name
+        to one value per batch. The same double-precision sums, added in the same order
+        (``add.accumulate`` is sequential), as one ``add`` per batch."""
+        self._start(logs)
+        sums = self.sums
+        steps = 0
+        for k in self.keys:
+            v = np.asarray(logs[k], np.float64) * n
+            steps = len(v)
+            if steps:
+                sums[k] = float(np.add.accumulate(np.concatenate(([sums[k]], v)))[-1])
+        self.count += n * steps
         c = self.count
         return {k: sums[k] / c for k in self.keys}
 
@@ -113,20 +133,24 @@ def _unpack_validation_data(validation_data):
     return validation_data, None, None
 
 
-def _run_test(exe, it: data_mod.EpochIterator, callbacks: CallbackList):
-    """One evaluation pass with test hooks; returns the (sorted) mean logs and the order
-    in which the executable reported them."""
+def _run_test(exe, it: data_mod.EpochIterator, callbacks: CallbackList, native=None):
+    """One evaluation pass with test hooks (``native``: a ``_NativePass`` over ``it``'s
+    arrays); returns the (sorted) mean logs and the order in which the executable
+    reported them."""
     model = exe.model
     test_step = exe.test_step
     means = _Means()
     model.stop_evaluating = False
     callbacks.on_test_begin(None)
-    for step, b in it.epoch():
-        callbacks.on_test_batch_begin(step, None)
-        batch_logs = means.add(test_step(b.xs, b.ys, b.sws), b.size)
-        callbacks.on_test_batch_end(step, batch_logs)
-        if model.stop_evaluating:
-            break
+    if native is not None:
+        native.run(means, callbacks, model)
+    else:
+        for step, b in it.epoch():
+            callbacks.on_test_batch_begin(step, None)
+            batch_logs = means.add(test_step(b.xs, b.ys, b.sws), b.size)
+            callbacks.on_test_batch_end(step, batch_logs)
+            if model.stop_evaluating:
+                break
     logs = means.result()
     callbacks.on_test_end(logs)
     return logs, means.raw_order
@@ -145,6 +169,103 @@ def _in_keras_order(model, logs: dict, raw_order) -> list:
 
 def _scalar_or_list(values):
     return values[0] if len(values) == 1 else values
+
+
+#: ``fit``/``evaluate`` on in-memory arrays run a pass's full batches in native calls
+#: where the target can (``_NativePass``); False: one step call per batch everywhere.
+NATIVE_EPOCHS = True
+#: with a progress bar, seconds of steps per native call between bar updates
+PROGRESS_INTERVAL = 0.1
+#: without one, seconds per native call at most (Ctrl-C is seen between calls)
+MAX_CALL_SECONDS = 1.0
+
+# Per step kind: the per-batch step method, its batch hooks, the model's stop flag.
+_KINDS = {"train": ("train_step", "on_train_batch_begin", "on_train_batch_end",
+                    "stop_training"),
+          "test": ("test_step", "on_test_batch_begin", "on_test_batch_end",
+                   "stop_evaluating")}
+
+
+class _NativePass:
+    """One pass over in-memory arrays with no Python per step: runs of full batches go
+    to ``exe.run_steps`` (one native call each: rows gathered, step run, logs recorded,
+    in native code), a batch of another size (the last, partial one) to the per-batch
+    step. Same shuffle draw (``ArrayAdapter.pass_plan``), same batches, same updates in
+    the same order, same logs as the per-batch loop, so weights and logs are
+    bit-identical.
+
+    Used for arrays without ``steps``/``steps_per_epoch`` (which stream batches across
+    passes: per batch) when nothing needs Python between batches: no callback with batch
+    hooks of the step's kind besides the progress bar, which is updated after each
+    native call — calls are then sized to last about ``PROGRESS_INTERVAL`` seconds,
+    else ``MAX_CALL_SECONDS`` (the first call is one step, to time it). The model's stop
+    flag (``stop_training``/``stop_evaluating``) is honoured after each call: only
+    epoch-level hooks can set it, and one set before the pass stops it after its first
+    batch, as per batch."""
+
+    def __init__(self, exe, kind, adapter, rows, report: bool):
+        self.exe, self.kind, self.adapter, self.rows = exe, kind, adapter, rows
+        self.report = report
+        self.sec_per_step = None
+        self._arange = None
+
+    @classmethod
+    def create(cls, exe, kind, adapter, steps, cbs: CallbackList):
+        """The native pass for ``adapter``, or None where batches must go one by one."""
+        if not (NATIVE_EPOCHS and getattr(exe, "native_epochs", False) and
+                isinstance(adapter, data_mod.ArrayAdapter) and steps is None):
+            return None
+        _, begin, end, _ = _KINDS[kind]
+        if any(cb is not cbs.progbar and (_overrides(cb, begin) or _overrides(cb, end))
+               for cb in cbs.callbacks):
+            return None
+        rows = exe.prepare_rows(adapter.xs, adapter.ys, adapter.sws)
+        if rows is None:
+            return None
+        return cls(exe, kind, adapter, rows, report=cbs.progbar is not None)
+
+    def _chunk(self) -> int:
+        if self.sec_per_step is None:
+            return 1
+        seconds = PROGRESS_INTERVAL if self.report else MAX_CALL_SECONDS
+        return max(1, int(seconds / max(self.sec_per_step, 1e-9)))
+
+    def run(self, means: _Means, cbs: CallbackList, model) -> None:
+        step_name, begin, end, stop = _KINDS[self.kind]
+        one_step = getattr(self.exe, step_name)
+        begin, end = getattr(cbs, begin), getattr(cbs, end)
+        adapter, bs = self.adapter, self.adapter.batch_size
+        order, sizes = adapter.pass_plan()
+        if order is None:
+            if self._arange is None:
+                self._arange = np.arange(adapter.num_samples, dtype=np.int64)
+            index = self._arange
+        else:
+            index = order.astype(np.int64, copy=False)
+        start = step = 0
+        while step < len(sizes):
+            if sizes[step] != bs:
+                b = adapter.batch(order, start, sizes[step])
+                begin(step, None)
+                batch_logs = means.add(one_step(b.xs, b.ys, b.sws), b.size)
+                end(step, batch_logs)
+                start += b.size
+                step += 1
+            else:
+                run = 1
+                while step + run < len(sizes) and sizes[step + run] == bs:
+                    run += 1
+                n = 1 if getattr(model, stop, False) else min(run, self._chunk())
+                t0 = time.perf_counter()
+                logs = self.exe.run_steps(self.kind, self.rows, index[start:start + n * bs],
+                                          n, bs)
+                self.sec_per_step = (time.perf_counter() - t0) / n
+                batch_logs = means.add_steps(logs, bs)
+                start += n * bs
+                step += n
+                end(step - 1, batch_logs)
+            if getattr(model, stop, False):
+                break
 
 
 def fit(exe, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
@@ -192,6 +313,9 @@ def fit(exe, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callback
 
     cbs = CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, model=model,
                        verbose=verbose, epochs=epochs, steps=train_it.steps)
+    native = _NativePass.create(exe, "train", train, steps_per_epoch, cbs)
+    val_native = None if val_it is None else \
+        _NativePass.create(exe, "test", val, validation_steps, cbs)
     train_step = exe.train_step
     model.stop_training = False
     cbs.on_train_begin(None)
@@ -201,16 +325,19 @@ def fit(exe, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callback
             break                       # a one-shot generator ran out (warned)
         means = _Means()
         cbs.on_epoch_begin(epoch, None)
-        for step, b in train_it.epoch():
-            cbs.on_train_batch_begin(step, None)
-            batch_logs = means.add(train_step(b.xs, b.ys, b.sws), b.size)
-            cbs.on_train_batch_end(step, batch_logs)
-            if model.stop_training:
-                break
+        if native is not None:
+            native.run(means, cbs, model)
+        else:
+            for step, b in train_it.epoch():
+                cbs.on_train_batch_begin(step, None)
+                batch_logs = means.add(train_step(b.xs, b.ys, b.sws), b.size)
+                cbs.on_train_batch_end(step, batch_logs)
+                if model.stop_training:
+                    break
         epoch_logs = means.result()
         if val_it is not None and _should_eval(epoch, validation_freq):
             if val_it.has_more():
-                val_logs, _ = _run_test(exe, val_it, cbs)
+                val_logs, _ = _run_test(exe, val_it, cbs, val_native)
                 epoch_logs.update(("val_" + k, v) for k, v in val_logs.items())
         cbs.on_epoch_end(epoch, epoch_logs)
         training_logs = epoch_logs
@@ -236,7 +363,8 @@ def evaluate(exe, x=None, y=None, batch_size=None, verbose="auto", sample_weight
     it.ensure_not_empty()
     cbs = CallbackList(callbacks, add_progbar=verbose != 0, model=model, verbose=verbose,
                        epochs=1, steps=it.steps)
-    logs, raw_order = _run_test(exe, it, cbs)
+    logs, raw_order = _run_test(exe, it, cbs,
+                                _NativePass.create(exe, "test", adapter, steps, cbs))
     if return_dict:
         return logs
     return _scalar_or_list(_in_keras_order(model, logs, raw_order))
@@ -292,19 +420,15 @@ def predict(exe, x, batch_size=None, verbose="auto", steps=None, callbacks=None,
     return outputs[0] if len(outputs) == 1 else outputs
 
 
-class _Batch:
-    """The one-array batch of the predict fast path (what ArrayAdapter would give)."""
-
-    def __init__(self, xs):
-        self.xs = xs
+def _plain_input(exe, x) -> bool:
+    """A C-contiguous float32 array for a one-input model: Batch-1 inference latency is
+    mostly Python, and such an array needs no adapter (its shape is still checked by the
+    executable when it compiles that shape)."""
+    return type(x) is np.ndarray and x.dtype == np.float32 and x.flags.c_contiguous and \
+        x.ndim >= 1 and len(exe.model.inputs) == 1
 
 
 def _one_batch(exe, x, y, sample_weight, class_weight, mode):
-    if mode == "predict" and type(x) is np.ndarray and x.dtype == np.float32 and \
-            x.flags.c_contiguous and x.ndim >= 1 and len(exe.model.inputs) == 1:
-        # Batch-1 inference latency is mostly Python: a plain float32 array needs no
-        # adapter (shapes are still checked by the executable when it compiles the shape).
-        return _Batch([x])
     if mode != "predict":
         _require_compiled(exe.model, "train_on_batch" if mode == "fit" else "test_on_batch")
     spec = data_mod.ModelSpec.from_model(exe.model)
@@ -336,11 +460,14 @@ def test_on_batch(exe, x, y=None, sample_weight=None, return_dict=False):
 
 def predict_on_batch(exe, x):
     """Outputs for this batch (one array, or a list for several outputs)."""
-    a = _one_batch(exe, x, None, None, None, "predict")
-    outs = exe.predict_step(a.xs)
+    xs = [x] if _plain_input(exe, x) else _one_batch(exe, x, None, None, None, "predict").xs
+    outs = exe.predict_step(xs)
     if isinstance(outs, np.ndarray):
         outs = [outs]
-    outs = [np.array(o, copy=True) for o in outs]
+    # predict_step's arrays are the caller's (Executable copies out of the step's reused
+    # buffers); copy only what another executable might still own.
+    if getattr(exe, "predict_step_returns_copies", False) is not True:
+        outs = [np.array(o, copy=True) for o in outs]
     return outs[0] if len(outs) == 1 else outs
 
 
