@@ -27,11 +27,13 @@ def _model(name):
     """(model, x, y) of a bench_workloads workload (its own model builders)."""
     import bench_workloads as bw
     rng = np.random.default_rng(0)
-    build = {"W1": bw._graphc_w1, "W3": bw._graphc_w3, "W4": bw._graphc_w4}.get(name)
+    build = {"W1": bw._graphc_w1, "W2": bw._graphc_w2, "W3": bw._graphc_w3,
+             "W4": bw._graphc_w4}.get(name)
     if build is None:
         raise SystemExit(f"unknown model {name}")
     m, _ = build("cpu")
     x = {"W1": lambda: rng.random((128, 784), dtype=np.float32),
+         "W2": lambda: rng.random((64, 28, 28, 1), dtype=np.float32),
          "W3": lambda: rng.random((32, 32, 16), dtype=np.float32),
          "W4": lambda: rng.random((32, 10), dtype=np.float32)}[name]()
     n_out = m.outputs[0].shape[-1]

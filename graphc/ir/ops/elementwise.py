@@ -268,7 +268,10 @@ def_op("select", arity=3, infer=_select_infer, ref=lambda c, a, b: np.where(c, a
 # decomposition pass rewrites them into the primitives above for the backends.
 
 def _relu_vjp(b, n, g):
-    return [b.select(b.greater(n.inputs[0], 0.0), g[0], b.mul(g[0], 0.0))]
+    # The mask reads the OUTPUT (relu(x) > 0 exactly when x > 0, NaN included): the
+    # backward pass then needs only y, so the pre-activation is never materialized and
+    # bias + relu fuse into the producing matmul/conv as one epilogue.
+    return [b.select(b.greater(n.outputs[0], 0.0), g[0], b.mul(g[0], 0.0))]
 
 
 def_op("relu", arity=1, infer=_float_only("relu"), ref=lambda x: np.maximum(x, 0).astype(x.dtype),
