@@ -89,6 +89,36 @@ def _as_ix(x) -> Ix:
     return x if isinstance(x, Ix) else Lit(int(x))
 
 
+def _scaled_quotient(e: Ix):
+    """(x, c) when ``e`` is ``(x / c) * c``."""
+    if isinstance(e, IxMul) and isinstance(e.a, IxDiv) and e.a.c == e.c:
+        return e.a.a, e.c
+    return None
+
+
+def _scaled_digit(e: Ix):
+    """(x, c, n) when ``e`` is ``((x / c) % n) * c`` (``x % n`` for c = 1)."""
+    if isinstance(e, IxMod):
+        return e.a, 1, e.c
+    if isinstance(e, IxMul) and isinstance(e.a, IxMod) and isinstance(e.a.a, IxDiv) and \
+            e.a.a.c == e.c:
+        return e.a.a.a, e.c, e.a.c
+    return None
+
+
+def _recombine(a: Ix, b: Ix):
+    """``(x / (c*n)) * (c*n) + ((x / c) % n) * c`` is ``(x / c) * c`` (and ``x`` for c = 1):
+    flatten(unflatten(x)) — a reshape between contiguous layouts — folds back to ``x``
+    term by term instead of costing a division per dimension per element."""
+    q, d = _scaled_quotient(a), _scaled_digit(b)
+    if q is None or d is None:
+        return None
+    (x, p), (y, c, n) = q, d
+    if x != y or c * n != p:
+        return None
+    return ix_mul(ix_div(x, c), c)
+
+
 def ix_add(a, b) -> Ix:
     a, b = _as_ix(a), _as_ix(b)
     if isinstance(a, Lit) and isinstance(b, Lit):
@@ -97,6 +127,9 @@ def ix_add(a, b) -> Ix:
         return b
     if isinstance(b, Lit) and b.value == 0:
         return a
+    folded = _recombine(a, b)
+    if folded is not None:
+        return folded
     return IxAdd(a, b)
 
 

@@ -370,6 +370,8 @@ ACC = "acc"
 # The interchanged reduction keeps one accumulator per element of the innermost parallel
 # axis on the stack: bounded so the frame stays small.
 MAX_INTERCHANGE = 2048
+#: kept columns up to this many make an interchanged reduction one task (see ``build``)
+MAX_WHOLE_COLUMNS = 16
 # At most this many copies of an inner loop when splitting it at guard boundaries.
 MAX_SEGMENTS = 8
 
@@ -422,6 +424,7 @@ class _Emitter:
         self.vars_memo: dict = {}
         self.lo, self.hi = lo, hi
         self.chain = []
+        self.whole = False
 
     # -- structure ------------------------------------------------------------------
     def _open(self, pred, axis, start, end, extra_binds=(), inner=True, maybe_empty=False):
@@ -498,6 +501,12 @@ class _Emitter:
                 for c in e.conds:
                     _ix_vars(c[0], self.guard_vars)
         self.interchanged = self._interchange(par_axes, red_axes)
+        # A few kept columns under a long reduction (a conv's bias gradient: [N*H*W, C]
+        # summed over rows) run whole on one thread with constant column bounds, so LLVM
+        # unrolls the column loop and keeps the accumulators in registers; split across
+        # threads by column, each thread would walk every row for a handful of columns.
+        self.whole = (self.interchanged and par_axes == [self.npar - 1]
+                      and self.extents[self.npar - 1] <= MAX_WHOLE_COLUMNS)
         outer = par_axes[:-1] if self.interchanged else par_axes
         b.position_at_end(entry)
         if red is not None:
@@ -571,7 +580,8 @@ class _Emitter:
                      lambda: self._emit_update(rchain), lambda: self._stores(post_chain)]
         else:
             last = par_axes[-1]
-            rng = self._range(last, split_axis)
+            rng = (I64(0), I64(self.extents[last])) if self.whole else \
+                self._range(last, split_axis)
             s, latch, ex = self._open(cur, last, *rng)
             init_chain = chain + [s]
             self._close(s.block, latch)
@@ -1244,5 +1254,5 @@ def build_loop_kernel(module: ir.Module, name: str, kernel: LoopKernel, buffers,
     kernel = coalesce(kernel)
     em = _Emitter(module, fn, kernel, buffers, ptrs, lo, hi)
     em.build()
-    extent = next((d for d in kernel.shape if d > 1), 1)
+    extent = 1 if em.whole else next((d for d in kernel.shape if d > 1), 1)
     return KernelFunction(fn, used, extent)
