@@ -133,6 +133,17 @@ def _unpack_validation_data(validation_data):
     return validation_data, None, None
 
 
+def _step_batches(it, step_fn, means, on_begin, on_end, stop) -> None:
+    """One Python call per batch of ``it``'s epoch (the path when the epoch cannot run
+    natively): hooks around each step, logs into ``means``, ``stop()`` checked after each."""
+    for step, b in it.epoch():
+        on_begin(step, None)
+        batch_logs = means.add(step_fn(b.xs, b.ys, b.sws), b.size)
+        on_end(step, batch_logs)
+        if stop():
+            break
+
+
 def _run_test(exe, it: data_mod.EpochIterator, callbacks: CallbackList, native=None):
     """One evaluation pass with test hooks (``native``: a ``_NativePass`` over ``it``'s
     arrays); returns the (sorted) mean logs and the order in which the executable
@@ -145,12 +156,8 @@ def _run_test(exe, it: data_mod.EpochIterator, callbacks: CallbackList, native=N
     if native is not None:
         native.run(means, callbacks, model)
     else:
-        for step, b in it.epoch():
-            callbacks.on_test_batch_begin(step, None)
-            batch_logs = means.add(test_step(b.xs, b.ys, b.sws), b.size)
-            callbacks.on_test_batch_end(step, batch_logs)
-            if model.stop_evaluating:
-                break
+        _step_batches(it, test_step, means, callbacks.on_test_batch_begin,
+                      callbacks.on_test_batch_end, lambda: model.stop_evaluating)
     logs = means.result()
     callbacks.on_test_end(logs)
     return logs, means.raw_order
@@ -328,12 +335,8 @@ def fit(exe, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callback
         if native is not None:
             native.run(means, cbs, model)
         else:
-            for step, b in train_it.epoch():
-                cbs.on_train_batch_begin(step, None)
-                batch_logs = means.add(train_step(b.xs, b.ys, b.sws), b.size)
-                cbs.on_train_batch_end(step, batch_logs)
-                if model.stop_training:
-                    break
+            _step_batches(train_it, train_step, means, cbs.on_train_batch_begin,
+                          cbs.on_train_batch_end, lambda: model.stop_training)
         epoch_logs = means.result()
         if val_it is not None and _should_eval(epoch, validation_freq):
             if val_it.has_more():
