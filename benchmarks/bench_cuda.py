@@ -7,9 +7,10 @@ Workloads (fp32, batch 128): MLP 784-512-256-10 (Adam), LeNet-5 (SGD momentum), 
 matmul (graphc's GEMM kernel alone, operands on the device), a VGG-style CNN on 32x32x3
 (conv64-conv64-pool-conv128-conv128-pool-conv256-conv256-pool-dense256-dense10, Adam).
 
-For each: train steps/s through ``Executable.train_on_batch`` (today's runtime: state goes up
-and down each step) and through ``CudaStep.run_resident`` (only the batch crosses: what the
-runtime gets once Variables honour the device lease), achieved TFLOP/s (matmul/conv FLOPs of
+For each: train steps/s through ``Executable.train_on_batch`` (the runtime: parameters and
+optimizer slots stay on the device under each Variable's device lease; the batch goes up,
+logs come down, plus the Python of a Keras call) and through ``CudaStep.run_resident``
+called directly (the step alone), achieved TFLOP/s (matmul/conv FLOPs of
 the step) and GB/s (bytes of every kernel's arguments) against the peaks measured here
 (an FMA-bound kernel, a device-to-device copy), and PyTorch's steps/s (eager, TF32 off) when
 torch with CUDA is installed. ``--kernels`` adds the ten slowest kernels of each step (CUDA
