@@ -18,7 +18,8 @@ T then writes s with ``epilogue = L's value`` (loads of o → ``Acc``); o is lef
 from __future__ import annotations
 
 from graphc.codegen.kernel import (Acc, Buffer, Const, Guard, IndexValue, Load, LoopKernel,
-                                   Op, Program, Random, TemplateKernel, Var, flatten)
+                                   Op, Program, Random, TemplateKernel, Var, flatten,
+                                   walk_exprs)
 from graphc.ir.dtypes import DType
 
 #: contractions whose backends take an epilogue at the store
@@ -36,20 +37,7 @@ def identity_index(shape):
 
 def walk(e):
     """Every node of expression DAG ``e`` once (by identity)."""
-    seen, stack, out = set(), [e], []
-    while stack:
-        x = stack.pop()
-        if id(x) in seen:
-            continue
-        seen.add(id(x))
-        out.append(x)
-        if isinstance(x, Op):
-            stack.extend(x.args)
-        elif isinstance(x, Guard):
-            stack.extend((x.then, x.otherwise))
-        elif isinstance(x, Random):
-            stack.extend((x.seed, x.counter))
-    return out
+    return walk_exprs([e])
 
 
 def _known(e) -> bool:

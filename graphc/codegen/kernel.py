@@ -195,6 +195,10 @@ class Expr:
     """A scalar value computed per iteration point; every node carries its ``dtype``."""
     dtype: DType
 
+    def children(self) -> tuple:
+        """The expressions this node reads (``walk_exprs`` follows them)."""
+        return ()
+
 
 @dataclass(eq=False)
 class Load(Expr):
@@ -219,6 +223,9 @@ class Op(Expr):
     dtype: DType
     attrs: dict = field(default_factory=dict)
 
+    def children(self) -> tuple:
+        return tuple(self.args)
+
 
 @dataclass(eq=False)
 class Guard(Expr):
@@ -228,6 +235,9 @@ class Guard(Expr):
     then: Expr
     otherwise: Expr
     dtype: DType
+
+    def children(self) -> tuple:
+        return (self.then, self.otherwise)
 
 
 @dataclass(eq=False)
@@ -246,6 +256,23 @@ class Random(Expr):
     salt: int
     flat: Ix
     dtype: DType
+
+    def children(self) -> tuple:
+        return (self.seed, self.counter)
+
+
+def walk_exprs(roots) -> list:
+    """Every expression node reachable from ``roots`` once (a DAG walk by identity,
+    following ``Expr.children``; backends' private node types declare theirs)."""
+    seen, stack, out = set(), list(roots), []
+    while stack:
+        e = stack.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        out.append(e)
+        stack.extend(e.children())
+    return out
 
 
 @dataclass(eq=False)

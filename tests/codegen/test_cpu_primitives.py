@@ -18,6 +18,7 @@ from graphc.ir.graph import Graph  # noqa: E402
 from graphc.ir.interpreter import interpret  # noqa: E402
 from graphc.ir.registry import all_ops  # noqa: E402
 from graphc.runtime.backends import get_backend  # noqa: E402
+from tests.primitive_checks import check_against_interpreter, op_graph  # noqa: E402
 
 PRIMITIVES = sorted(n for n, op in all_ops().items() if op.primitive)
 SIZES = (1, 3, 17, 33, 65, 127)
@@ -31,27 +32,11 @@ EXACT = set("""neg abs sign floor sqrt add sub mul div maximum minimum greater g
 CPU = CpuBackend()
 
 
-def _graph(name, arrays, attrs, square=True):
-    g = Graph(name)
-    ins = [g.add_input(f"x{i}", TensorType.of(a)) for i, a in enumerate(arrays)]
-    out = g.builder.emit(name, ins, attrs)
-    outs = list(out) if isinstance(out, tuple) else [out]
-    # An elementwise consumer too, so the op is also exercised inlined into another loop.
-    extra = [g.builder.emit("mul", [o, o]) for o in outs if o.dtype.is_float and square]
-    g.set_outputs(outs + extra)
-    return g
+_graph = op_graph
 
 
 def _check(g, arrays, exact, rtol=1e-5, atol=1e-6, msg=""):
-    got = CPU.compile(g)(arrays, [])
-    want = interpret(g, arrays)
-    assert len(got) == len(want)
-    for w, h in zip(want, got):
-        assert h.shape == w.shape and h.dtype == w.dtype, msg
-        if exact or not w.dtype == np.float32 and not w.dtype == np.float64:
-            np.testing.assert_array_equal(h, w, err_msg=msg)
-        else:
-            np.testing.assert_allclose(h, w, rtol=rtol, atol=atol, err_msg=msg)
+    check_against_interpreter(CPU, g, arrays, exact, rtol, atol, msg)
 
 
 def test_cpu_target_is_registered():

@@ -16,9 +16,9 @@ from graphc.codegen.cuda.source import SIM_CONFIG, default_config
 from graphc.codegen.kernel import Acc, Buffer, Const, Load, Op, Program, TemplateKernel, Var
 from graphc.ir.dtypes import DType, TensorType
 from graphc.ir.graph import Graph
-from graphc.ir.interpreter import interpret
 from graphc.ir.registry import all_ops
 from graphc.runtime.backends import get_backend
+from tests.primitive_checks import check_against_interpreter, op_graph
 
 PRIMITIVES = sorted(n for n, op in all_ops().items() if op.primitive)
 # One IEEE operation, a selection, integer/boolean arithmetic, data movement, graphc's own
@@ -37,27 +37,11 @@ TREE = CudaBackend(default_config(red_serial_max=1, red_min_items=1, red_max_thr
                                   mm_small_reg=2, mm_tile_k=4, block=8))
 
 
-def _graph(name, arrays, attrs, square=True):
-    g = Graph(name)
-    ins = [g.add_input(f"x{i}", TensorType.of(a)) for i, a in enumerate(arrays)]
-    out = g.builder.emit(name, ins, attrs)
-    outs = list(out) if isinstance(out, tuple) else [out]
-    # An elementwise consumer too, so the op is also exercised inlined into another loop.
-    extra = [g.builder.emit("mul", [o, o]) for o in outs if o.dtype.is_float and square]
-    g.set_outputs(outs + extra)
-    return g
+_graph = op_graph
 
 
 def _check(g, arrays, exact, backend=CUDA, rtol=1e-5, atol=1e-6, msg=""):
-    got = backend.compile(g)(arrays, [])
-    want = interpret(g, arrays)
-    assert len(got) == len(want)
-    for w, h in zip(want, got):
-        assert h.shape == w.shape and h.dtype == w.dtype, msg
-        if exact or w.dtype.kind not in "f":
-            np.testing.assert_array_equal(h, w, err_msg=msg)
-        else:
-            np.testing.assert_allclose(h, w, rtol=rtol, atol=atol, err_msg=msg)
+    check_against_interpreter(backend, g, arrays, exact, rtol, atol, msg)
 
 
 def test_cuda_target_is_registered():

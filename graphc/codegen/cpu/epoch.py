@@ -27,9 +27,8 @@ from dataclasses import dataclass
 from llvmlite import ir
 
 from graphc.codegen.cpu import cache, jit
-from graphc.codegen.cpu.loops import I64, I8, PTR, VOID
+from graphc.codegen.cpu.loops import I64, I8, PTR, VOID, counted_loop
 from graphc.codegen.cpu.parallel import _call_indirect
-from graphc.codegen.cpu.program import counted_loop
 
 _STEP_FN_TYPE = ir.FunctionType(VOID, [PTR])
 

@@ -31,6 +31,7 @@ accumulate in a fixed order, so results are deterministic; NaN propagates as in 
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,7 +39,7 @@ from llvmlite import ir
 
 from graphc.codegen.kernel import (Acc, Const, Expr, Guard, IndexValue, IxAdd, IxDiv, IxMod,
                                    IxMul, Lit, Load, LoopKernel, Op, Random, Reduction, Store,
-                                   Var, ix_add, ix_div, ix_mod, ix_mul)
+                                   Var, ix_add, ix_div, ix_mod, ix_mul, walk_exprs)
 from graphc.errors import GraphcError
 from graphc.ir.dtypes import DType
 
@@ -155,27 +156,15 @@ class DynLoad(Expr):
     bound: int
     dtype: DType
 
+    def children(self) -> tuple:
+        return (self.dyn,)
+
 # ----------------------------------------------------------------------------- walking
 
 
-def iter_exprs(roots):
-    """Every Expr node reachable from ``roots`` once (DAG walk by identity)."""
-    seen, stack, out = set(), list(roots), []
-    while stack:
-        e = stack.pop()
-        if id(e) in seen:
-            continue
-        seen.add(id(e))
-        out.append(e)
-        if isinstance(e, Op):
-            stack.extend(e.args)
-        elif isinstance(e, Guard):
-            stack.extend((e.then, e.otherwise))
-        elif isinstance(e, Random):
-            stack.extend((e.seed, e.counter))
-        elif isinstance(e, DynLoad):
-            stack.append(e.dyn)
-    return out
+#: every Expr node reachable from some roots once (``kernel.walk_exprs``; DynLoad below
+#: declares its child)
+iter_exprs = walk_exprs
 
 
 def kernel_roots(k: LoopKernel) -> list:
@@ -1226,6 +1215,28 @@ def random_value_ir(b, key, flat64, dt: DType):
     return b.fmul(b.uitofp(b.lshr(h, I32(8)), ty), ir.Constant(ty, 2.0 ** -24))
 
 # ----------------------------------------------------------------------------- entry point
+
+
+@contextmanager
+def counted_loop(b, fn, n, name: str = "for"):
+    """``for i in range(n)`` (n an int or i64 value) at ``b``'s position in ``fn``; the
+    body is emitted inside the ``with`` block, which yields ``i``."""
+    n = I64(n) if isinstance(n, int) else n
+    pre = b.block
+    head = fn.append_basic_block(f"{name}.head")
+    body = fn.append_basic_block(f"{name}.body")
+    done = fn.append_basic_block(f"{name}.end")
+    b.branch(head)
+    b.position_at_end(head)
+    i = b.phi(I64)
+    i.add_incoming(I64(0), pre)
+    b.cbranch(b.icmp_signed("<", i, n), body, done)
+    b.position_at_end(body)
+    yield i
+    nxt = b.add(i, I64(1))
+    i.add_incoming(nxt, b.block)
+    b.branch(head)
+    b.position_at_end(done)
 
 
 def build_loop_kernel(module: ir.Module, name: str, kernel: LoopKernel, buffers,

@@ -35,6 +35,7 @@ import threading
 from llvmlite import ir
 
 from graphc.codegen.cpu import jit
+from graphc.codegen.cpu.loops import counted_loop
 
 __all__ = [
     "MAX_THREADS", "default_threads", "define_runtime", "declare_parallel_for", "runtime",
@@ -309,21 +310,8 @@ def define_runtime(module: ir.Module, *, linkage: str = "external") -> ir.Functi
     nw = b.select(b.icmp_signed("<", have, want), have, want)
 
     def for_workers(body_fn, name):
-        pre = b.block
-        head = pf.append_basic_block(f"{name}.head")
-        body = pf.append_basic_block(f"{name}.body")
-        done = pf.append_basic_block(f"{name}.done")
-        b.branch(head)
-        b.position_at_end(head)
-        w = b.phi(I64)
-        w.add_incoming(I64(0), pre)
-        b.cbranch(b.icmp_signed("<", w, nw), body, done)
-        b.position_at_end(body)
-        sw = _field(b, slots, b.mul(w, I64(_SLOT)))
-        body_fn(w, sw)
-        w.add_incoming(b.add(w, I64(1)), b.block)
-        b.branch(head)
-        b.position_at_end(done)
+        with counted_loop(b, pf, nw, name) as w:
+            body_fn(w, _field(b, slots, b.mul(w, I64(_SLOT))))
 
     def dispatch(w, sw):
         b.store(fnp, _field(b, sw, _FN))

@@ -110,7 +110,7 @@ class StepContext:
 
     def loop(self, b, fn, n):
         """``for i in range(n)`` (n an int or i64 value) at ``b``'s position in ``fn``."""
-        return counted_loop(b, fn, n)
+        return loops.counted_loop(b, fn, n)
 
     def function(self, name, buffer_ids):
         """An internal ``void(ptr noalias ...)`` function, one pointer per buffer id."""
@@ -129,28 +129,6 @@ class StepContext:
 
     def call(self, fn, buffer_ids):
         self.builder.call(fn, [self.ptr(b) for b in buffer_ids])
-
-
-@contextmanager
-def counted_loop(b, fn, n, name: str = "for"):
-    """``for i in range(n)`` (n an int or i64 value) at ``b``'s position in ``fn``; the
-    body is emitted inside the ``with`` block, which yields ``i``."""
-    n = I64(n) if isinstance(n, int) else n
-    pre = b.block
-    head = fn.append_basic_block(f"{name}.head")
-    body = fn.append_basic_block(f"{name}.body")
-    done = fn.append_basic_block(f"{name}.end")
-    b.branch(head)
-    b.position_at_end(head)
-    i = b.phi(I64)
-    i.add_incoming(I64(0), pre)
-    b.cbranch(b.icmp_signed("<", i, n), body, done)
-    b.position_at_end(body)
-    yield i
-    nxt = b.add(i, I64(1))
-    i.add_incoming(nxt, b.block)
-    b.branch(head)
-    b.position_at_end(done)
 
 
 def const_global(module, name, data: np.ndarray):

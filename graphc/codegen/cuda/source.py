@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from graphc.codegen.kernel import (Acc, Const, Guard, IndexValue, IxAdd, IxDiv, IxMod, IxMul,
-                                   Lit, Load, LoopKernel, Op, Random, Var)
+                                   Lit, Load, LoopKernel, Op, Random, Var, walk_exprs)
 from graphc.errors import GraphcError
 from graphc.ir.dtypes import DType
 
@@ -625,21 +625,12 @@ def reduction_is_contiguous(value, red_axes) -> bool:
     (a column sum: bias gradients) adjacent threads should take adjacent outputs, so that a
     warp's loads coalesce."""
     red_axes = set(red_axes)
-    seen, stack = set(), [value]
-    while stack:
-        e = stack.pop()
-        if id(e) in seen:
-            continue
-        seen.add(id(e))
+    for e in walk_exprs([value]):
         if isinstance(e, Load):
             unit: set = set()
             _unit_stride_axes(e.index, unit)
             if unit & red_axes:
                 return True
-        elif isinstance(e, Op):
-            stack.extend(e.args)
-        elif isinstance(e, Guard):
-            stack.extend((e.then, e.otherwise))
     return False
 
 
