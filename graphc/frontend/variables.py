@@ -8,6 +8,16 @@ import numpy as np
 from graphc.errors import ShapeError
 from graphc.ir.dtypes import DType, TensorType
 
+# Bumped whenever some Variable's newest value moves off its host buffer (a device lease
+# begins): a cached caller that skips reading ``Variable.value`` per call (the batch-1
+# predict path) is valid only while this number is the one it saw.
+_lease_generation = 0
+
+
+def lease_generation() -> int:
+    """How many device leases have begun in this process (see ``_lease_generation``)."""
+    return _lease_generation
+
 
 class Variable:
     """A persistent tensor. ``path`` (``"dense.kernel"``) names it in IR and in files."""
@@ -21,7 +31,7 @@ class Variable:
         self.name = name
         self.path = path or name
         self._trainable = bool(trainable)
-        self._device = None         # a device store holding the current value (cuda target)
+        self._device_store = None   # a device store holding the current value (cuda target)
         self.constraint = None      # callable applied after each update (Keras constraints)
         self.regularizer = None     # callable adding to the loss (Keras regularizers)
 
@@ -29,9 +39,21 @@ class Variable:
     def value(self) -> np.ndarray:
         """The host buffer. When a device-resident step (cuda target) holds the newest value,
         reading it copies that value back first and ends the device lease."""
-        if self._device is not None:
-            self._device.pull(self)
+        if self._device_store is not None:
+            self._device_store.pull(self)
         return self._value
+
+    @property
+    def _device(self):
+        """The device store holding this variable's newest value, or None (host current)."""
+        return self._device_store
+
+    @_device.setter
+    def _device(self, store):
+        global _lease_generation
+        if store is not None:
+            _lease_generation += 1
+        self._device_store = store
 
     @property
     def trainable(self) -> bool:

@@ -13,6 +13,7 @@ import gc
 import numpy as np
 
 from graphc.errors import DataError
+from graphc.frontend import variables
 from graphc.ir.dtypes import DType, TensorType
 from graphc.passes import train_step as ts
 from graphc.runtime import training
@@ -68,7 +69,7 @@ class Executable:
         self.backend = get_backend(self.target)
         self.seed = np.array(next_seed() & 0x7FFFFFFF, dtype=np.int64)
         self._steps: dict = {}
-        self._hot_predict = None    # (shape, dtype, signature, params, fn) of one input
+        self._hot_predict = None    # batch-1 fast path (_make_hot_predict)
 
     # -- compiled steps -------------------------------------------------------------
     def _signature(self):
@@ -189,13 +190,9 @@ class Executable:
     def predict_step(self, xs) -> list[np.ndarray]:
         hot = self._hot_predict
         if hot is not None and len(xs) == 1:
-            # Batch-1 latency is mostly Python: the array the last call compiled for (same
-            # shape, already the model's dtype, same weights) goes straight to its step.
-            x = xs[0]
-            shape, dtype, signature, params, fn = hot
-            if type(x) is np.ndarray and x.shape == shape and x.dtype == dtype and \
-                    self._signature() == signature:
-                return [np.array(o) for o in fn(xs, [v.value for v in params])]
+            outs = hot(xs[0])
+            if outs is not None:
+                return outs
         xs = self._prepare_x(xs)
         step, fn = self._step("predict", xs)
         resident = getattr(fn, "run_resident", None)
@@ -203,10 +200,51 @@ class Executable:
             outs = resident(xs, step.params)
         else:
             if len(xs) == 1:
-                self._hot_predict = (xs[0].shape, xs[0].dtype, self._signature(),
-                                     step.params, fn)
+                self._hot_predict = self._make_hot_predict(xs[0], step, fn)
             outs = fn(xs, [v.value for v in step.params])
         return [np.array(o) for o in outs]     # steps reuse their output arrays
+
+    def _make_hot_predict(self, x, step, fn):
+        """``hot(x) -> outputs | None``: batch-1 latency is mostly Python, so an array like
+        ``x`` (same shape, already the model's dtype) goes straight to ``fn`` while the
+        model's trainable set is the same and no device lease has begun since (a weight's
+        newest value could then be off its host buffer). None means: take the full path
+        (which makes a new one)."""
+        signature, signature_of = self._signature(), self._signature
+        leases = variables.lease_generation()
+        model = self.model
+        frozen = getattr(model, "_compiled_trainable_weights", None)
+        if frozen is not None:
+            # The trainable set fixed at compile() (``_training_weights``): only another
+            # compile() changes it, and that assigns a new list.
+            def valid():
+                return variables._lease_generation == leases and \
+                    model._compiled_trainable_weights is frozen
+        else:
+            def valid():
+                return variables._lease_generation == leases and signature_of() == signature
+        params = step.params
+        bound = getattr(fn, "bound_caller", None)
+        if bound is not None:
+            run = bound([v.value for v in params], x.shape, x.dtype, valid)
+            if run is not None:
+                return run
+        shape, dtype = x.shape, x.dtype
+
+        def hot(x):
+            if type(x) is np.ndarray and x.shape == shape and x.dtype == dtype and valid():
+                return [np.array(o) for o in fn([x], [v.value for v in params])]
+            return None
+        return hot
+
+    def predict_on_batch(self, x):
+        """Outputs for this batch (one array, or a list for several outputs)."""
+        hot = self._hot_predict
+        if hot is not None:
+            outs = hot(x)
+            if outs is not None:
+                return outs[0] if len(outs) == 1 else outs
+        return training.predict_on_batch(self, x)
 
     def memory_report(self) -> list[dict]:
         """Per compiled step: its kind, input shapes and the backend's memory report (the
@@ -231,7 +269,6 @@ class Executable:
     predict = training.predict
     train_on_batch = training.train_on_batch
     test_on_batch = training.test_on_batch
-    predict_on_batch = training.predict_on_batch
 
     def get_weights(self):
         return self.model.get_weights()

@@ -397,10 +397,36 @@ def test_small_gemm_plan():
     # Matrix-vector products get wide column blocks (more FMA chains, long runs of B);
     # multi-row tiles 2 vectors wide; a narrow N uses one (masked) vector.
     w = jit.vector_width()
-    assert S.plan_small_gemm(1, 512).nv == min(8, -(-512 // w))
+    assert S.plan_small_gemm(1, 256, threads=2).nv == min(8, -(-256 // w))
+    # A vector-matrix product goes 16 vectors wide (AVX-512) only while every thread still
+    # gets a block; more rows, or more threads than wide blocks, keep 8.
+    wide = S._NV_MATVEC_WIDE.get(w, 8)
+    assert S.plan_small_gemm(1, 512, threads=2).nv == min(wide, -(-512 // w))
+    assert S.plan_small_gemm(1, 512, threads=4).nv == min(8, -(-512 // w))
+    assert S.plan_small_gemm(3, 512, threads=1).nv == min(8, -(-512 // w))
     p = S.plan_small_gemm(32, 256)
     assert p.nv == 2 and p.blocks == -(-256 // (2 * w)) and p.mr * p.nv <= S._ACC_BUDGET[w]
     assert S.plan_small_gemm(128, 10).nv == 1
+
+
+def test_small_gemm_matvec_tile_width_and_prefetch_do_not_change_bits(monkeypatch):
+    # The wide matrix-vector tile and the B prefetch are speed settings: every output is
+    # still one FMA chain over k in order, so the bits match the narrow tile without them.
+    shapes = [(1, 512, 784), (1, 1000, 300), (1, 2048, 5), (2, 512, 64)]
+    specs = [dict(M=M, N=N, K=K, epilogue=G.bias_relu_epilogue()) for M, N, K in shapes]
+    _, tuned = S.compile_kernels(specs, tasks=2)
+    monkeypatch.setattr(S, "_NV_MATVEC_WIDE", {})
+    monkeypatch.setattr(S, "_MATVEC_PREFETCH_ROWS", 1 << 40)
+    _, plain = S.compile_kernels(specs, tasks=2)
+    rng = np.random.default_rng(25)
+    for (M, N, K), f_tuned, f_plain in zip(shapes, tuned, plain):
+        a, b = _operands(rng, M, N, K, False, False)
+        bias = rng.standard_normal(N).astype(np.float32)
+        c1, c2 = np.empty((M, N), np.float32), np.empty((M, N), np.float32)
+        f_tuned(a, b, c1, bias)
+        f_plain(a, b, c2, bias)
+        _check(c1, a, b, False, False, extra=lambda x: np.maximum(x + bias, 0))
+        np.testing.assert_array_equal(c1, c2)
 
 
 def test_small_gemm_k_zero_writes_zeros_and_epilogue():

@@ -389,9 +389,11 @@ SMALL_GEMM_EPILOGUE_LOADS = 3
 
 
 def small_gemm_key() -> str:
-    """The small-GEMM dispatch settings, for the step cache key (tests change them)."""
+    """The small-GEMM dispatch and tile settings, for the step cache key (tests and
+    benchmarks change them)."""
+    from graphc.codegen.cpu import smallgemm
     return (f"small_gemm={SMALL_GEMM_MAX_MADDS},{SMALL_GEMM_MAX_ROWS_ANY_SIZE},"
-            f"{SMALL_GEMM_EPILOGUE_LOADS}")
+            f"{SMALL_GEMM_EPILOGUE_LOADS} {smallgemm.tuning_key()}")
 
 
 def _small_gemm_shape(k: TemplateKernel, buffers):
