@@ -410,13 +410,14 @@ def test_small_gemm_plan():
 
 
 def test_small_gemm_matvec_tile_width_and_prefetch_do_not_change_bits(monkeypatch):
-    # The wide matrix-vector tile and the B prefetch are speed settings: every output is
+    # The wide matrix-vector tile and the A and B prefetches are speed settings: every output is
     # still one FMA chain over k in order, so the bits match the narrow tile without them.
-    shapes = [(1, 512, 784), (1, 1000, 300), (1, 2048, 5), (2, 512, 64)]
+    shapes = [(1, 512, 784), (1, 1000, 300), (1, 2048, 5), (2, 512, 64), (3, 40, 33)]
     specs = [dict(M=M, N=N, K=K, epilogue=G.bias_relu_epilogue()) for M, N, K in shapes]
     _, tuned = S.compile_kernels(specs, tasks=2)
     monkeypatch.setattr(S, "_NV_MATVEC_WIDE", {})
     monkeypatch.setattr(S, "_MATVEC_PREFETCH_ROWS", 1 << 40)
+    monkeypatch.setattr(S, "_PREFETCH_A", False)
     _, plain = S.compile_kernels(specs, tasks=2)
     rng = np.random.default_rng(25)
     for (M, N, K), f_tuned, f_plain in zip(shapes, tuned, plain):

@@ -55,12 +55,14 @@ _NV_MATVEC_WIDE = {16: 16}
 # alone leaves bandwidth unused on the short strided runs (2-core Zen 4, 1x784x512 + 1x512x256,
 # interleaved A/B: 17.0 -> 16.3 us at distance 2; 1-3 alike, 4 and more slower).
 _MATVEC_PREFETCH_ROWS = 2
+# ... and asks for all of A's lines up front (see emit_small_gemm).
+_PREFETCH_A = True
 
 
 def tuning_key() -> str:
     """The tile settings above (module constants tests and benchmarks may change)."""
     return f"nv={_NV_ROWS},{_NV_MATVEC},{sorted(_NV_MATVEC_WIDE.items())} " \
-        f"prefetch={_MATVEC_PREFETCH_ROWS}"
+        f"prefetch={_MATVEC_PREFETCH_ROWS},{_PREFETCH_A}"
 
 
 @dataclass(frozen=True)
@@ -197,6 +199,16 @@ def emit_small_gemm(module: ir.Module, name: str, M: int, N: int, K: int, *,
             tile(full * plan.mr, rem, j0, bsrc, bld, lanes)
 
     nfull, edge = divmod(N, nr)
+    if prefetch is not None and _PREFETCH_A and not trans_a and M > 0 and N > 0:
+        # A (a few rows, K floats) is usually the previous layer's output, half written by
+        # another core: its lines would otherwise arrive one by one as the k loop reaches
+        # them, each a cross-core transfer; ask for all of them at once. (W1 batch-1
+        # predict, interleaved A/B: no change on a quiet VM, 1-4 us of ~25 saved in its
+        # slow phases, when cross-core transfers cost more.)
+        def prefetch_line(r, line):
+            b.call(prefetch, [F.ptr(A, r * lda, F.mul(line, 16)), I32(0), I32(3), I32(1)])
+        for r in range(M):
+            F.loop(0, -(-K // 16), lambda line, _, r=r: prefetch_line(r, line), name="pfa")
     if M > 0 and N > 0:
         stop = b.select(b.icmp_signed("<", F.end, I64(nfull)), F.end, I64(nfull))
         F.loop(F.begin, stop, lambda jb, _: block(jb, nr), name="jb")
