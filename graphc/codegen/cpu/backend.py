@@ -409,6 +409,7 @@ class CpuBackend:
         was compiled before with the same options, in this process or (on disk) in an
         earlier one: then neither the LLVM module is rendered nor LLVM run."""
         from graphc.codegen.cpu import cache, memplan, parallel, templates
+        from graphc.codegen.cpu import program as program_mod
         from graphc.codegen.cpu.program import build_program_module
         from graphc.codegen.lowering import lower_graph
         from graphc.ir.printer import print_graph
@@ -429,6 +430,9 @@ class CpuBackend:
         key = cache.make_key("step", print_graph(g), repr(sorted(requests.items())),
                              f"threads={threads} plan={bool(memory_plan)} "
                              f"epilogue_gemm_min={templates.MIN_EPILOGUE_GEMM_FLOPS} "
+                             f"min_task_cost={program_mod.MIN_COST_PER_TASK},"
+                             f"{program_mod.MIN_COST_PER_TASK_OUT_OF_L2},"
+                             f"{parallel.l2_cache_bytes()} "
                              f"{templates.small_gemm_key()}")
         t3 = time.perf_counter()
         gemm0 = templates.gemm_compile_seconds()

@@ -38,8 +38,9 @@ from graphc.codegen.cpu import jit
 from graphc.codegen.cpu.loops import counted_loop
 
 __all__ = [
-    "MAX_THREADS", "default_threads", "define_runtime", "declare_parallel_for", "runtime",
-    "build_parallel_gemm", "min_parallel_flops", "define_spawn_runtime",
+    "MAX_THREADS", "default_threads", "l2_cache_bytes", "define_runtime",
+    "declare_parallel_for", "runtime", "build_parallel_gemm", "min_parallel_flops",
+    "define_spawn_runtime",
 ]
 
 I8 = ir.IntType(8)
@@ -71,6 +72,32 @@ def default_threads() -> int:
     except AttributeError:  # pragma: no cover - non-Linux
         return max(1, os.cpu_count() or 1)
 
+
+_L2_FALLBACK = 1 << 20
+
+
+def l2_cache_bytes() -> int:
+    """One core's L2 cache in bytes (Linux sysfs; 1 MiB when it cannot be read)."""
+    global _l2_bytes
+    if _l2_bytes is None:
+        _l2_bytes = _L2_FALLBACK
+        base = "/sys/devices/system/cpu/cpu0/cache"
+        try:
+            for entry in sorted(os.listdir(base)):
+                with open(f"{base}/{entry}/level") as f:
+                    if f.read().strip() != "2":
+                        continue
+                with open(f"{base}/{entry}/size") as f:
+                    text = f.read().strip().upper()
+                scale = {"K": 1 << 10, "M": 1 << 20}.get(text[-1:], 1)
+                _l2_bytes = int(text.rstrip("KM")) * scale
+                break
+        except (OSError, ValueError):
+            pass
+    return _l2_bytes
+
+
+_l2_bytes = None
 
 # --------------------------------------------------------------------------------------
 # IR helpers

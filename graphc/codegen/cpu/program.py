@@ -40,6 +40,13 @@ from graphc.codegen.cpu.loops import I8, I64, PTR, VOID
 # a region costs ~0.3 us when the pool's workers are spinning (they spin ~200 us after a
 # task), 13-28 us when one must be woken; ~64K simple ops are ~10-30 us of one core.
 MIN_COST_PER_TASK = 1 << 16
+# ... unless the step's buffers outgrow one core's L2 cache: then most operands come from L3
+# and its small elementwise kernels wait on cache misses (stores into temps last touched a
+# step ago), which two cores overlap twice as well as one. A 4x lower threshold, interleaved
+# A/B on the 2-core Zen 4 VM: W3 (LSTM, ~3 MB of buffers) 1235 -> 1033 us per train step,
+# W1 and W2 unchanged; W4 (~100 KB, all in L2) got slower with it (fit 0.0326 -> 0.0377 s),
+# hence the condition.
+MIN_COST_PER_TASK_OUT_OF_L2 = 1 << 14
 
 
 @dataclass
@@ -189,6 +196,7 @@ def build_program_module(p: Program, *, threads: int | None = None,
         kernels, transposed, aliases = plan_inplace(kernels, bufs, transposed, inplace)
     stats = {"loop_kernels": 0, "parallel_kernels": 0, "native_steps": 0, "templates": {},
              "pieces": [], "folded_transposes": len(skip)}
+    min_task_cost = min_cost_per_task(bufs)
     workspace = 0
     schedule = []
     built: dict = {}     # structural kernel key -> KernelFunction (see dedupe.py)
@@ -246,7 +254,7 @@ def build_program_module(p: Program, *, threads: int | None = None,
                     stats["shared_kernels"] = stats.get("shared_kernels", 0) + 1
                     kf = loops.KernelFunction(kf.fn, args, kf.extent)
                 cost = loops.kernel_cost(piece)
-            ntasks = min(threads, kf.extent, cost // MIN_COST_PER_TASK)
+            ntasks = min(threads, kf.extent, cost // min_task_cost)
             if ntasks >= 2:
                 if pfor is None:
                     pfor = parallel.declare_parallel_for(module)
@@ -488,6 +496,13 @@ def _scratch_temp(bufs):
         bufs.append(buf)
         return buf
     return new_temp
+
+
+def min_cost_per_task(buffers) -> int:
+    """The split threshold of a step with these buffers (see MIN_COST_PER_TASK)."""
+    from graphc.codegen.cpu.parallel import l2_cache_bytes
+    working = sum(b.nbytes for b in buffers if b.kind != "const")
+    return MIN_COST_PER_TASK if working <= l2_cache_bytes() else MIN_COST_PER_TASK_OUT_OF_L2
 
 
 def _task_function(module, kf: loops.KernelFunction, ctx: StepContext, ntasks: int):
