@@ -88,9 +88,26 @@ class _Lowering:
             return True
         # One consumer: inline unless it re-broadcasts us over a larger space.
         c = consumers[0] if consumers else None
+        if c is not None and self._accumulates_contraction(node, c):
+            return True
         if c is not None and c.op not in REDUCTIONS and _size(c.outputs[0]) > _size(out):
             return True
         return False
+
+    def _accumulates_contraction(self, node: Node, consumer: Node) -> bool:
+        """``s_k = s_{k-1} + T_k`` feeding ``s_{k+1}``, where T_k is a matmul/conv output
+        read only here: a gradient summed over the uses of one weight (an unrolled RNN's
+        kernels: one product per time step). Materialized, each link becomes T_k's GEMM
+        with a residual epilogue (codegen/epilogue.py), so the products accumulate as they
+        are made; inlined, the whole chain would become one loop at the end reading every
+        product, all of them alive until then (W3: 31 temps of 64 KB summed in 23 us)."""
+        if node.op != "add" or consumer.op != "add":
+            return False
+        out = node.outputs[0]
+        if any(v.shape != out.shape for v in node.inputs):
+            return False        # a bias add: it stays in the contraction's epilogue chain
+        return any(v.node is not None and v.node.op in TEMPLATES and
+                   len(self.users.get(v, [])) == 1 for v in node.inputs)
 
     # -- expressions -----------------------------------------------------------------
     def load(self, v: Value, index: list[Ix]) -> Load:
