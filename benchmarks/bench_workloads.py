@@ -13,7 +13,8 @@ W4  the seed MLP (10-64-32-1) fit for 100 epochs at batch 32 on 1,000 samples: s
 Peers, when installed (``pip install '.[bench]'``; an absent one is skipped): PyTorch eager and
 torch.compile (peers_torch.py), JAX with ``jax.jit`` of the whole train step (peers_jax.py;
 W3 both as ``lax.scan`` and as a Python-unrolled loop). graphc and every peer run the same
-measurements through one runner interface (peers_common.py); a peer that fails (say
+measurements through one runner interface (peers_common.py), timed in turns (window by
+window, so that all see the same phases of a noisy VM); a peer that fails (say
 torch.compile) is printed and skipped. numpy's matmul gives the hardware yardstick for W1 (the
 step's GEMM FLOPs at numpy's measured rate). The last column is graphc's speedup over the best
 peer of the row (its rate over the highest rate, or the lowest time over its time; W4: first
@@ -36,23 +37,51 @@ import peers_jax  # noqa: E402 (the peer modules sit next to this script)
 import peers_torch  # noqa: E402
 
 
+def _window(fn, seconds, min_reps=3):
+    """Calls per second of ``fn`` over one timing window of at least ``seconds`` and
+    ``min_reps`` calls."""
+    reps, start = 0, time.perf_counter()
+    while True:
+        fn()
+        reps += 1
+        el = time.perf_counter() - start
+        if el >= seconds and reps >= min_reps:
+            return reps / el
+
+
 def _rate(fn, min_time=1.0, min_reps=3, windows=5):
     """Calls per second of ``fn`` (after one warm-up call): the best of ``windows`` timing
     windows of at least ``min_time / windows`` seconds and ``min_reps`` calls each. This VM's
     throughput dips for whole seconds at random (the same graphc W1 step measured 380-600
     steps/s in back-to-back processes on an otherwise idle machine); the best window is the
-    figure the code reaches, as with ``timeit``'s minimum. Every runner is timed this way."""
+    figure the code reaches, as with ``timeit``'s minimum."""
     fn()
-    best = 0.0
-    for _ in range(windows):
-        reps, start = 0, time.perf_counter()
-        while True:
+    return max(_window(fn, min_time / windows, min_reps) for _ in range(windows))
+
+
+def _rates_round_robin(fns, min_time=1.0, windows=5, settle=0.05):
+    """``{name: calls per second}`` of several callables timed in turns: window w of every
+    one before window w+1 of any, each the best of its ``windows`` windows (see ``_rate``).
+    Taking turns puts graphc and its peers through the same slow and fast phases of the VM
+    (they last seconds to minutes: timed one after another, a ratio could swing by a third);
+    ``settle`` seconds between turns let the previous runner's threads stop spinning. A
+    callable that raises is reported and dropped."""
+    best, live = {}, dict(fns)
+    for name, fn in list(live.items()):
+        try:
             fn()
-            reps += 1
-            el = time.perf_counter() - start
-            if el >= min_time / windows and reps >= min_reps:
-                break
-        best = max(best, reps / el)
+            best[name] = 0.0
+        except Exception as e:  # noqa: BLE001 (report, keep benchmarking)
+            print(f"    {name} failed: {type(e).__name__}: {e}"[:300], flush=True)
+            del live[name]
+    for _ in range(windows):
+        for name, fn in list(live.items()):
+            time.sleep(settle)
+            try:
+                best[name] = max(best[name], _window(fn, min_time / windows))
+            except Exception as e:  # noqa: BLE001
+                print(f"    {name} failed: {type(e).__name__}: {e}"[:300], flush=True)
+                del live[name], best[name]
     return best
 
 # ----------------------------------------------------------------------------- graphc
@@ -157,12 +186,15 @@ def runners(workload, target):
 
 
 class Metric:
-    """One table row: ``measure(runner)`` gives the figure; ``lower`` when lower is better;
-    ``of_build``: ``measure`` gets the runner's builder instead, to time building too."""
+    """One table row. A rate metric: ``call(runner)`` is the callable to time and
+    ``figure(calls per second)`` the figure shown (runners are timed in turns,
+    ``_rates_round_robin``). A build metric (``of_build``): ``measure(builder)`` times the
+    building too and gives the figure itself. ``lower``: lower is better."""
 
-    def __init__(self, label, unit, measure, lower=False, of_build=False):
-        self.label, self.unit, self.measure = label, unit, measure
-        self.lower, self.of_build = lower, of_build
+    def __init__(self, label, unit, call=None, figure=None, measure=None, lower=False):
+        self.label, self.unit, self.call, self.measure = label, unit, call, measure
+        self.figure = figure or (lambda rate: rate)
+        self.lower, self.of_build = lower, measure is not None
 
 
 def _one_hot(rng, n, classes=10):
@@ -172,19 +204,18 @@ def _one_hot(rng, n, classes=10):
 def workload_metrics(workload, rng, t):
     """The metrics of a workload over fixed random data; ``t`` is the seconds per rate."""
     def train(x, y):
-        return Metric(f"train steps/s (b={len(x)})", "steps/s",
-                      lambda r: _rate(r.train_step(x, y), t))
+        return Metric(f"train steps/s (b={len(x)})", "steps/s", lambda r: r.train_step(x, y))
 
     def predict(x):
         return Metric(f"predict samples/s (b={len(x)})", "samples/s",
-                      lambda r: _rate(r.predict(x), t) * len(x))
+                      lambda r: r.predict(x), lambda rate: rate * len(x))
 
     if workload == "W1":
         xb = rng.random((1024, 784), dtype=np.float32)
         return [train(rng.random((128, 784), dtype=np.float32), _one_hot(rng, 128)),
                 predict(xb),
-                Metric("predict latency b=1", "us",
-                       lambda r: 1e6 / _rate(r.predict(xb[:1]), t), lower=True)]
+                Metric("predict latency b=1", "us", lambda r: r.predict(xb[:1]),
+                       lambda rate: 1e6 / rate, lower=True)]
     if workload == "W2":
         return [train(rng.random((64, 28, 28, 1), dtype=np.float32), _one_hot(rng, 64)),
                 predict(rng.random((1024, 28, 28, 1), dtype=np.float32))]
@@ -194,7 +225,7 @@ def workload_metrics(workload, rng, t):
     xs = rng.random((1000, 10), dtype=np.float32)
     ys = (xs[:, :1] + xs[:, 1:2] > 1).astype(np.float32)
     return [Metric("fit 100 epochs b=32, first / steady", "s",
-                   lambda build: _first_and_steady(build, xs, ys), lower=True, of_build=True)]
+                   measure=lambda build: _first_and_steady(build, xs, ys), lower=True)]
 
 
 def _first_and_steady(build, xs, ys, steady_runs=3):
@@ -213,21 +244,43 @@ def _first_and_steady(build, xs, ys, steady_runs=3):
 
 
 def measure(workload, target, rng, t):
-    """{metric: {runner name: figure}} over graphc and every peer; a failing runner (e.g.
-    torch.compile) is printed and skipped, the rest go on."""
+    """{metric: {runner name: figure}} over graphc and every peer. Rate metrics time every
+    runner in turns (``_rates_round_robin``); build metrics run one runner after another. A
+    failing runner (e.g. torch.compile) is printed and skipped, the rest go on."""
     metrics = workload_metrics(workload, rng, t)
     results = {m.label: {} for m in metrics}
-    for name, build in runners(workload, target).items():
+    builders = runners(workload, target)
+    for m in metrics:
+        if not m.of_build:
+            continue
+        for name, build in builders.items():
+            try:
+                results[m.label][name] = m.measure(build)
+            except Exception as e:  # noqa: BLE001 (report, keep benchmarking)
+                print(f"    {workload} {name} failed: {type(e).__name__}: {e}"[:300],
+                      flush=True)
+    rate_metrics = [m for m in metrics if not m.of_build]
+    if not rate_metrics:
+        return metrics, results
+    built = {}
+    for name, build in builders.items():
         try:
-            runner = None
-            for m in metrics:
-                if m.of_build:
-                    results[m.label][name] = m.measure(build)
-                    continue
-                runner = runner or build()
-                results[m.label][name] = m.measure(runner)
-        except Exception as e:  # noqa: BLE001 (report, keep benchmarking)
+            built[name] = build()
+        except Exception as e:  # noqa: BLE001
             print(f"    {workload} {name} failed: {type(e).__name__}: {e}"[:300], flush=True)
+    for m in rate_metrics:
+        fns = {}
+        for name, runner in built.items():
+            try:
+                fns[name] = m.call(runner)
+            except Exception as e:  # noqa: BLE001
+                print(f"    {workload} {name} failed: {type(e).__name__}: {e}"[:300],
+                      flush=True)
+        rates = _rates_round_robin({f"{workload} {n}": f for n, f in fns.items()}, t)
+        for name in fns:
+            rate = rates.get(f"{workload} {name}")
+            if rate:
+                results[m.label][name] = m.figure(rate)
     return metrics, results
 
 # ----------------------------------------------------------------------------- table

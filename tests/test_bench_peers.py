@@ -2,9 +2,11 @@
 graphc: given graphc's initial weights, a peer's loss (and W4's accuracy) over two train steps
 and its predictions afterwards match graphc's reference interpreter. This catches a peer that
 benchmarks a different model, loss or optimizer (a wrong activation, gate order, flatten
-order, Adam/momentum formula). Skipped for a framework that is not installed."""
+order, Adam/momentum formula). Skipped for a framework that is not installed. Also the
+table's arithmetic and the round-robin timing every runner goes through."""
 import os
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -125,3 +127,25 @@ def test_ratio_column_uses_the_best_of_all_peers():
                                   "jax": (2.0, 0.8)})
     assert row[2] == "1 / 0.1 s" and row[4] == "2.00x / 5.00x"
     assert bw.make_row("W4", fit, {"graphc": (1.0, 0.1)})[3:] == ("no peer", "—")
+
+
+def test_rates_are_timed_in_turns_and_a_failing_runner_is_dropped(capsys):
+    calls = []
+
+    def runner(name, cost):
+        def fn():
+            calls.append(name)
+            t = time.perf_counter()
+            while time.perf_counter() - t < cost:
+                pass
+        return fn
+
+    def broken():
+        raise RuntimeError("no such backend")
+    rates = bw._rates_round_robin({"fast": runner("fast", 1e-4), "slow": runner("slow", 4e-4),
+                                   "broken": broken}, min_time=0.05, windows=3, settle=0)
+    assert set(rates) == {"fast", "slow"} and rates["fast"] > 2 * rates["slow"] > 0
+    assert "broken failed: RuntimeError: no such backend" in capsys.readouterr().out
+    # Turns: the runners' windows alternate (fast's calls, then slow's, ... 3 times each).
+    runs = [calls[0]] + [b for a, b in zip(calls, calls[1:]) if a != b]
+    assert runs[2:] == ["fast", "slow"] * 3      # (after one warm-up call each)
