@@ -34,6 +34,7 @@ from graphc.codegen.kernel import (Buffer, Guard, Load, LoopKernel, Op, Program,
 from graphc.ir.dtypes import DType
 from graphc.codegen.cpu.dedupe import kernel_key
 from graphc.codegen.cpu import loops, templates
+from graphc.codegen.cpu.colsum import split_column_sums
 from graphc.codegen.cpu.loops import I8, I64, PTR, VOID
 
 # Smallest work (loops.kernel_cost units, ~simple ops) per task for a kernel to be split:
@@ -191,6 +192,8 @@ def build_program_module(p: Program, *, threads: int | None = None,
     skip, transposed = fold_transposes(p.kernels, bufs)
     kernels = fuse_loop_kernels(p.kernels, bufs, transposed, skip) if fuse else \
         [k for n, k in enumerate(p.kernels) if n not in skip]
+    if fuse:
+        kernels = split_column_sums(kernels, bufs, new_temp)
     aliases = {}
     if inplace:
         kernels, transposed, aliases = plan_inplace(kernels, bufs, transposed, inplace)
