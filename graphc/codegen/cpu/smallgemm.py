@@ -46,7 +46,7 @@ _ACC_BUDGET = {16: 24, 8: 12, 4: 12}
 # longer contiguous runs of B per k). A vector-matrix product (M = 1) wide enough to give
 # every thread a block of _NV_MATVEC_WIDE vectors uses those (AVX-512: 16 accumulators):
 # 1 KB runs of B per k stream better than 512 B ones (1x784x512 on 2 threads, interleaved
-# A/B: 10.5 -> 9.9 us with the prefetch below; 11.6 us at 8 vectors without it).
+# A/B with the prefetch below, two runs: 10.2-10.9 -> 9.9-10.1 us).
 _NV_ROWS = 2
 _NV_MATVEC = 8
 SMALL_MATVEC_ROWS = 4
