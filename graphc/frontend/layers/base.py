@@ -593,8 +593,10 @@ class Layer:
         except (ShapeError, DTypeError) as e:
             if getattr(e, "layer_name", None) is not None:
                 raise
-            # An op's shape rule fired: say which layer and inputs it was.
-            err = type(e)(f"{self._desc}: {e} (input shape(s) "
+            # An op's shape rule fired: say which layer and inputs it was (once: a model's
+            # own input check already names it).
+            msg = str(e) if str(e).startswith(f"{self._desc}:") else f"{self._desc}: {e}"
+            err = type(e)(f"{msg} (input shape(s) "
                           f"{', '.join(shape_str(s) for s in flat_shapes)})")
             err.layer_name = self.name
             raise err from e
