@@ -15,9 +15,8 @@ from __future__ import annotations
 import numpy as np
 
 from graphc.errors import GraphcError
-from graphc.ir.dtypes import DType
 from graphc.ir.graph import Graph, Node, Value
-from graphc.codegen.kernel import (Acc, Buffer, Const, Guard, IndexValue, Ix, Lit, Load,
+from graphc.codegen.kernel import (Acc, Buffer, Const, Guard, Ix, Lit, Load,
                                    LoopKernel, Op, Program, Random, Reduction, Store,
                                    TemplateKernel, Var, flatten, ix_add, ix_mul, unflatten)
 

@@ -1,8 +1,8 @@
 """The generated pooling kernels (max/avg, their gradients, the max-pool gather) against
 the reference interpreter: overlapping and non-overlapping windows, asymmetric 'same' and
 explicit padding, channel counts 1/3/17/33, ties (the gradient goes to the FIRST max in
-row-major window order), -inf inputs, bit-identical repeats and begin/end splits, and the
-8-wide (AVX2) variant. Kernels of a test module are compiled in one LLVM module, once."""
+row-major window order), -inf inputs, bit-identical repeats and begin/end splits, the
+8-wide (AVX2) variant, and the max-pool gradient with a relu's gradient folded in. Kernels of a test module are compiled in one LLVM module, once."""
 from __future__ import annotations
 
 import numpy as np
@@ -70,6 +70,8 @@ def _emit(m, i, case, **kw):
     return {"max": pool.emit_max_pool2d(m, f"max{i}", xs, p, s, pad, **kw),
             "avg": pool.emit_avg_pool2d(m, f"avg{i}", xs, p, s, pad, **kw),
             "mgrad": pool.emit_max_pool2d_grad(m, f"mgrad{i}", xs, p, s, pad, **kw),
+            "mgrad_relu": pool.emit_max_pool2d_grad(m, f"mgradr{i}", xs, p, s, pad,
+                                                    relu_mask=True, **kw),
             "agrad": pool.emit_avg_pool2d_grad(m, f"agrad{i}", xs, p, s, pad, **kw),
             "gather": pool.emit_max_pool2d_gather(m, f"gather{i}", xs, p, s, pad, **kw)}
 
@@ -102,9 +104,12 @@ def _inputs(case, seed, ties=True):
 def _refs(case, x, dy, g, attrs):
     xs = case[0]
     r = lambda op, ins, a=attrs: get_op(op).run_ref(ins, a)[0]  # noqa: E731
+    mgrad = r("max_pool2d_grad", [x, dy])
     return {"max": (r("max_pool2d", [x]), (x,)),
             "avg": (r("avg_pool2d", [x]), (x,)),
-            "mgrad": (r("max_pool2d_grad", [x, dy]), (x, dy)),
+            "mgrad": (mgrad, (x, dy)),
+            # relumask.py: the gradient through a relu (x its output) before the pool
+            "mgrad_relu": (np.where(x > 0, mgrad, mgrad * np.float32(0)), (x, dy)),
             "agrad": (r("avg_pool2d_grad", [dy], {**attrs, "input_shape": xs}), (dy,)),
             "gather": (r("max_pool2d_gather", [x, g]), (x, g))}
 

@@ -865,7 +865,6 @@ def emit_conv2d_backprop_input(module: ir.Module, name: str, dy_shape, w_shape, 
         if rv:
             return tile_rv(ih, drow, dyb, gi, rw, taps, j0, Rt, static)
         accs = [F.zeros(V)] * (Rt * nv)
-        b = F.b
 
         def kh_body(kh, accs):
             oh, ok = row_ok(ih, kh)

@@ -132,6 +132,7 @@ class _Pool:
             upd = b.fcmp_ordered(">", v, best)
             best = b.select(upd, v, best)
             idx = b.select(upd, ir.Constant(ity, [i * self.pw + j] * V), idx)
+        self.last_max = best        # the maximal value itself (relu_mask reads it)
         return idx, taps
 
     def is_tap(self, idx, i, j):
@@ -237,17 +238,21 @@ def _scatter_kernel(module, name, op, x_shape, pool, strides, padding, vector_wi
 
 
 def emit_max_pool2d_grad(module: ir.Module, name: str, x_shape, pool, strides,
-                         padding=((0, 0), (0, 0)), *,
+                         padding=((0, 0), (0, 0)), *, relu_mask: bool = False,
                          vector_width: int | None = None) -> ir.Function:
     """``void name(x, dy, dx, i64 begin, i64 end)``: each window's dy goes to the FIRST
     maximal element of its window (row-major tap order; ties are not split); overlapping
-    windows add up (in the reference's order). Images [begin, end)."""
+    windows add up (in the reference's order). Images [begin, end). ``relu_mask``: x is a
+    relu's output and dx that relu's input gradient: each contribution is
+    ``select(max > 0, dy, dy * 0)`` (relumask.py)."""
     def contrib(P, n, oh, ow, rtaps, ctaps, c0, lanes):
         F = P.F
         x, dy = F.ins
         idx, _ = P.argmax(x, n, oh, ow, rtaps, ctaps, c0, lanes)
         g = F.vload(F.ptr(dy, *P.out_index(n, oh, ow, c0)), P.V, lanes)
         zero = F.zeros(P.V)
+        if relu_mask:
+            g = F.b.select(F.b.fcmp_ordered(">", P.last_max, zero), g, F.b.fmul(g, zero))
         return lambda i, j: F.b.select(P.is_tap(idx, i, j), g, zero)
     return _scatter_kernel(module, name, "max_pool2d_grad", x_shape, pool, strides, padding,
                            vector_width, 2, contrib)

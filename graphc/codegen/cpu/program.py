@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from llvmlite import ir
@@ -35,6 +35,8 @@ from graphc.ir.dtypes import DType
 from graphc.codegen.cpu.dedupe import kernel_key
 from graphc.codegen.cpu import loops, templates
 from graphc.codegen.cpu.colsum import split_column_sums
+from graphc.codegen.cpu.relumask import fold_relu_masks
+from graphc.codegen.epilogue import identity_index
 from graphc.codegen.cpu.loops import I8, I64, PTR, VOID
 
 # Smallest work (loops.kernel_cost units, ~simple ops) per task for a kernel to be split:
@@ -189,6 +191,10 @@ def build_program_module(p: Program, *, threads: int | None = None,
         from graphc.codegen.epilogue import fuse_epilogues
         p = fuse_epilogues(p, templates.epilogue_supported)
         bufs[:len(p.buffers)] = p.buffers
+    if fuse:
+        folded = fold_relu_masks(p.kernels, bufs, set(p.outputs))
+        if len(folded) != len(p.kernels):
+            p = replace(p, kernels=folded)
     skip, transposed = fold_transposes(p.kernels, bufs)
     kernels = fuse_loop_kernels(p.kernels, bufs, transposed, skip) if fuse else \
         [k for n, k in enumerate(p.kernels) if n not in skip]
@@ -363,15 +369,11 @@ def fuse_loop_kernels(kernels, bufs, transposed, skip=()):
     return out
 
 
-def _identity_index(shape):
-    return flatten([Var(a) for a in range(len(shape))], shape)
-
-
 def _merge(a: LoopKernel, b: LoopKernel):
     """``a`` and ``b`` as one kernel (a's stores first), or None if that is not exact."""
     if a.reduction is not None or b.reduction is not None or tuple(a.shape) != tuple(b.shape):
         return None
-    ident = _identity_index(a.shape)
+    ident = identity_index(a.shape)
     written = {}
     for st in a.stores:
         if st.index != ident:
@@ -438,7 +440,7 @@ def plan_inplace(kernels, bufs, transposed, requests):
         if n is None or bufs[ob].shape != bufs[pb].shape or bufs[ob].dtype != bufs[pb].dtype:
             continue
         k = kernels[n]
-        ident = _identity_index(k.shape)
+        ident = identity_index(k.shape)
         if k.reduction is not None or tuple(k.shape) != bufs[ob].shape or any(
                 st.buffer == ob and st.index != ident for st in k.stores):
             continue

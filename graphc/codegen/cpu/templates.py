@@ -42,7 +42,7 @@ from graphc.codegen.kernel import (Acc, Const, Guard, IndexValue, Lit, Load, Loo
                                    Random, Reduction, Store, TemplateKernel, Var, flatten,
                                    ix_add, ix_div, ix_mod, ix_mul, row_major_strides)
 from graphc.codegen.cpu.loops import I64, PTR, VOID, DynLoad, mem_type
-from graphc.codegen.epilogue import EPILOGUE_OPS, identity_index, load_kind, vector_subset
+from graphc.codegen.epilogue import EPILOGUE_OPS, load_kind, vector_subset
 from graphc.errors import GraphcError
 from graphc.ir.dtypes import DType
 
@@ -578,7 +578,8 @@ def _generated(kind, k, ins, out, attrs, flops):
             m, nm, a, b, out.shape, **conv_kw()),
         "max_pool2d": lambda m, nm: pool.emit_max_pool2d(m, nm, a, **pool_kw()),
         "avg_pool2d": lambda m, nm: pool.emit_avg_pool2d(m, nm, a, **pool_kw()),
-        "max_pool2d_grad": lambda m, nm: pool.emit_max_pool2d_grad(m, nm, a, **pool_kw()),
+        "max_pool2d_grad": lambda m, nm: pool.emit_max_pool2d_grad(
+            m, nm, a, relu_mask=bool(attrs.get("_relu_mask")), **pool_kw()),
         "max_pool2d_gather": lambda m, nm: pool.emit_max_pool2d_gather(m, nm, a, **pool_kw()),
         "avg_pool2d_grad": lambda m, nm: pool.emit_avg_pool2d_grad(m, nm, out.shape,
                                                                    **pool_kw()),
@@ -831,6 +832,9 @@ def _max_pool_grad(k, ins, out, attrs, new_temp=None):
         contrib = _guarded(tuple(ch + cw), contrib, _zero(out.dtype))
         acc = contrib if acc is None else Op("add", (acc, contrib), out.dtype)
     par = [n, h, wi, c]
+    if attrs.get("_relu_mask"):     # relumask.py: x is a relu's output, out its gradient
+        acc = Op("select", (Op("greater", (_load(x, par), _zero(x.dtype)), DType.bool), acc,
+                            Op("mul", (acc, _zero(out.dtype)), out.dtype)), out.dtype)
     return [LoopKernel(k.name, out.shape, [Store(out.id, flatten(par, out.shape), acc)])]
 
 # ----------------------------------------------------------------------------- gather / scatter
@@ -839,7 +843,7 @@ def _max_pool_grad(k, ins, out, attrs, new_temp=None):
 def _gather(k, ins, out, attrs, new_temp=None):
     params, indices = ins
     axis = attrs.get("axis", 0)
-    pre, post = params.shape[:axis], params.shape[axis + 1:]
+    post = params.shape[axis + 1:]
     r_i = len(indices.shape)
     par = _vars(len(out.shape))
     pv, iv, qv = par[:axis], par[axis:axis + r_i], par[axis + r_i:]
