@@ -59,6 +59,19 @@ def _rate(fn, min_time=1.0, min_reps=3, windows=5):
     return max(_window(fn, min_time / windows, min_reps) for _ in range(windows))
 
 
+_FAILED = object()
+
+
+def _attempt(label, fn):
+    """``fn()``, or ``_FAILED`` after printing why it raised: a failing runner (say
+    torch.compile) is reported and skipped, the rest go on."""
+    try:
+        return fn()
+    except Exception as e:  # noqa: BLE001 (report, keep benchmarking)
+        print(f"    {label} failed: {type(e).__name__}: {e}"[:300], flush=True)
+        return _FAILED
+
+
 def _rates_round_robin(fns, min_time=1.0, windows=5, settle=0.05):
     """``{name: calls per second}`` of several callables timed in turns: window w of every
     one before window w+1 of any, each the best of its ``windows`` windows (see ``_rate``).
@@ -66,22 +79,16 @@ def _rates_round_robin(fns, min_time=1.0, windows=5, settle=0.05):
     (they last seconds to minutes: timed one after another, a ratio could swing by a third);
     ``settle`` seconds between turns let the previous runner's threads stop spinning. A
     callable that raises is reported and dropped."""
-    best, live = {}, dict(fns)
-    for name, fn in list(live.items()):
-        try:
-            fn()
-            best[name] = 0.0
-        except Exception as e:  # noqa: BLE001 (report, keep benchmarking)
-            print(f"    {name} failed: {type(e).__name__}: {e}"[:300], flush=True)
-            del live[name]
+    live = {name: fn for name, fn in fns.items() if _attempt(name, fn) is not _FAILED}
+    best = dict.fromkeys(live, 0.0)
     for _ in range(windows):
         for name, fn in list(live.items()):
             time.sleep(settle)
-            try:
-                best[name] = max(best[name], _window(fn, min_time / windows))
-            except Exception as e:  # noqa: BLE001
-                print(f"    {name} failed: {type(e).__name__}: {e}"[:300], flush=True)
+            rate = _attempt(name, lambda: _window(fn, min_time / windows))
+            if rate is _FAILED:
                 del live[name], best[name]
+            else:
+                best[name] = max(best[name], rate)
     return best
 
 # ----------------------------------------------------------------------------- graphc
@@ -251,31 +258,20 @@ def measure(workload, target, rng, t):
     results = {m.label: {} for m in metrics}
     builders = runners(workload, target)
     for m in metrics:
-        if not m.of_build:
-            continue
-        for name, build in builders.items():
-            try:
-                results[m.label][name] = m.measure(build)
-            except Exception as e:  # noqa: BLE001 (report, keep benchmarking)
-                print(f"    {workload} {name} failed: {type(e).__name__}: {e}"[:300],
-                      flush=True)
+        if m.of_build:
+            for name, build in builders.items():
+                fig = _attempt(f"{workload} {name}", lambda: m.measure(build))
+                if fig is not _FAILED:
+                    results[m.label][name] = fig
     rate_metrics = [m for m in metrics if not m.of_build]
     if not rate_metrics:
         return metrics, results
-    built = {}
-    for name, build in builders.items():
-        try:
-            built[name] = build()
-        except Exception as e:  # noqa: BLE001
-            print(f"    {workload} {name} failed: {type(e).__name__}: {e}"[:300], flush=True)
+    built = {name: _attempt(f"{workload} {name}", build) for name, build in builders.items()}
+    built = {name: r for name, r in built.items() if r is not _FAILED}
     for m in rate_metrics:
-        fns = {}
-        for name, runner in built.items():
-            try:
-                fns[name] = m.call(runner)
-            except Exception as e:  # noqa: BLE001
-                print(f"    {workload} {name} failed: {type(e).__name__}: {e}"[:300],
-                      flush=True)
+        fns = {name: _attempt(f"{workload} {name}", lambda: m.call(r))
+               for name, r in built.items()}
+        fns = {name: f for name, f in fns.items() if f is not _FAILED}
         rates = _rates_round_robin({f"{workload} {n}": f for n, f in fns.items()}, t)
         for name in fns:
             rate = rates.get(f"{workload} {name}")

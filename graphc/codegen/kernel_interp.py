@@ -11,19 +11,21 @@ from graphc.codegen.kernel import (Acc, Const, Guard, IndexValue, IxAdd, IxDiv, 
 from graphc.ir.registry import get_op
 
 
-def _ix(e, grid):
+def eval_index(e, grid):
+    """The value of index expression ``e`` with ``grid[axis]`` for each variable (ints
+    or numpy arrays; floor division, as IxDiv documents)."""
     if isinstance(e, Var):
         return grid[e.axis]
     if isinstance(e, Lit):
         return np.int64(e.value)
     if isinstance(e, IxAdd):
-        return _ix(e.a, grid) + _ix(e.b, grid)
+        return eval_index(e.a, grid) + eval_index(e.b, grid)
     if isinstance(e, IxMul):
-        return _ix(e.a, grid) * e.c
+        return eval_index(e.a, grid) * e.c
     if isinstance(e, IxDiv):
-        return _ix(e.a, grid) // e.c
+        return eval_index(e.a, grid) // e.c
     if isinstance(e, IxMod):
-        return _ix(e.a, grid) % e.c
+        return eval_index(e.a, grid) % e.c
     raise TypeError(e)
 
 
@@ -41,7 +43,7 @@ class _Eval:
     def _eval(self, e):
         if isinstance(e, Load):
             buf = self.mem[e.buffer].reshape(-1)
-            idx = np.clip(_ix(e.index, self.grid), 0, max(buf.size - 1, 0))  # guarded lanes
+            idx = np.clip(eval_index(e.index, self.grid), 0, max(buf.size - 1, 0))  # guarded lanes
             return buf[idx]
         if isinstance(e, Const):
             return np.array(e.value, dtype=e.dtype.np)
@@ -52,15 +54,15 @@ class _Eval:
         if isinstance(e, Guard):
             cond = np.ones(self.shape, bool)
             for ix, lo, hi in e.conds:
-                v = _ix(ix, self.grid)
+                v = eval_index(ix, self.grid)
                 cond = cond & (v >= lo) & (v < hi)
             return np.where(cond, self(e.then), self(e.otherwise))
         if isinstance(e, IndexValue):
-            return np.asarray(_ix(e.index, self.grid)).astype(e.dtype.np)
+            return np.asarray(eval_index(e.index, self.grid)).astype(e.dtype.np)
         if isinstance(e, Random):
             from graphc.ir.ops.misc import random_bits, random_key
             seed, counter = int(self(e.seed).reshape(-1)[0]), int(self(e.counter).reshape(-1)[0])
-            flat = np.broadcast_to(_ix(e.flat, self.grid), self.shape).astype(np.int64)
+            flat = np.broadcast_to(eval_index(e.flat, self.grid), self.shape).astype(np.int64)
             n = int(flat.max()) + 1 if flat.size else 0
             bits = random_bits(random_key(seed, counter, e.salt), n)
             return ((bits[flat] >> np.uint32(8)).astype(np.float64) * 2.0 ** -24).astype(e.dtype.np)
@@ -87,7 +89,7 @@ def _run_loop(k: LoopKernel, mem):
     ev = _Eval(mem, grid, tuple(k.shape), acc)
     for st in k.stores:
         val = ev(st.value)
-        idx = np.broadcast_to(_ix(st.index, grid), tuple(k.shape))
+        idx = np.broadcast_to(eval_index(st.index, grid), tuple(k.shape))
         mem[st.buffer].reshape(-1)[idx.reshape(-1)] = val.reshape(-1).astype(mem[st.buffer].dtype)
 
 

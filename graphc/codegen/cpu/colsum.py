@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 
+from graphc.codegen.epilogue import substitute
 from graphc.codegen.kernel import (Acc, Const, Load, LoopKernel, Op, Reduction, Store, Var,
                                    ix_add, ix_mul, row_major_strides)
 
@@ -76,23 +77,6 @@ def _flat_loads_only(e, extents, C) -> bool:
     return False
 
 
-def _reindexed(e, index, memo=None):
-    """``e`` with every load at ``index`` (same buffers, ops and constants; a shared node
-    stays shared: the form is a DAG)."""
-    memo = {} if memo is None else memo
-    hit = memo.get(id(e))
-    if hit is None:
-        if isinstance(e, Load):
-            hit = Load(e.buffer, index, e.dtype)
-        elif isinstance(e, Op):
-            hit = Op(e.op, tuple(_reindexed(a, index, memo) for a in e.args), e.dtype,
-                     dict(e.attrs))
-        else:
-            hit = e
-        memo[id(e)] = hit
-    return hit
-
-
 def block_plan(rows: int, C: int):
     """(L, P): the block length and the number of chunks for summing a ``rows x C`` array
     over its rows, or None when the plain loop stays (too few rows, C out of range)."""
@@ -131,7 +115,8 @@ def _split(k: LoopKernel, bufs, new_temp):
     flat = ix_add(ix_mul(ix_add(ix_mul(Var(0), B), Var(2)), L), Var(1))
     first = LoopKernel(f"{k.name}_blocks", (P, L),
                        [Store(part.id, ix_add(ix_mul(Var(0), L), Var(1)), Acc(red.dtype))],
-                       Reduction((B,), "sum", _reindexed(red.value, flat), red.dtype))
+                       Reduction((B,), "sum", substitute(red.value, lambda e: Load(e.buffer, flat, e.dtype)
+                                             if isinstance(e, Load) else None), red.dtype))
     # kernel 2 over c, reducing over (p, u): part[p, u*C + c]; the original stores
     gather = Load(part.id, ix_add(ix_add(ix_mul(Var(1), L), ix_mul(Var(2), C)), Var(0)),
                   red.dtype)

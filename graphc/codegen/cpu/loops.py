@@ -1218,10 +1218,11 @@ def random_value_ir(b, key, flat64, dt: DType):
 
 
 @contextmanager
-def counted_loop(b, fn, n, name: str = "for"):
-    """``for i in range(n)`` (n an int or i64 value) at ``b``'s position in ``fn``; the
+def counted_loop(b, fn, n, name: str = "for", start=0):
+    """``for i in range(start, n)`` (ints or i64 values) at ``b``'s position in ``fn``; the
     body is emitted inside the ``with`` block, which yields ``i``."""
     n = I64(n) if isinstance(n, int) else n
+    start = I64(start) if isinstance(start, int) else start
     pre = b.block
     head = fn.append_basic_block(f"{name}.head")
     body = fn.append_basic_block(f"{name}.body")
@@ -1229,7 +1230,7 @@ def counted_loop(b, fn, n, name: str = "for"):
     b.branch(head)
     b.position_at_end(head)
     i = b.phi(I64)
-    i.add_incoming(I64(0), pre)
+    i.add_incoming(start, pre)
     b.cbranch(b.icmp_signed("<", i, n), body, done)
     b.position_at_end(body)
     yield i

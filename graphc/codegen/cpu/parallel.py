@@ -31,6 +31,7 @@ from __future__ import annotations
 import ctypes
 import os
 import threading
+from functools import lru_cache
 
 from llvmlite import ir
 
@@ -76,28 +77,22 @@ def default_threads() -> int:
 _L2_FALLBACK = 1 << 20
 
 
+@lru_cache(maxsize=None)
 def l2_cache_bytes() -> int:
     """One core's L2 cache in bytes (Linux sysfs; 1 MiB when it cannot be read)."""
-    global _l2_bytes
-    if _l2_bytes is None:
-        _l2_bytes = _L2_FALLBACK
-        base = "/sys/devices/system/cpu/cpu0/cache"
-        try:
-            for entry in sorted(os.listdir(base)):
-                with open(f"{base}/{entry}/level") as f:
-                    if f.read().strip() != "2":
-                        continue
-                with open(f"{base}/{entry}/size") as f:
-                    text = f.read().strip().upper()
-                scale = {"K": 1 << 10, "M": 1 << 20}.get(text[-1:], 1)
-                _l2_bytes = int(text.rstrip("KM")) * scale
-                break
-        except (OSError, ValueError):
-            pass
-    return _l2_bytes
-
-
-_l2_bytes = None
+    base = "/sys/devices/system/cpu/cpu0/cache"
+    try:
+        for entry in sorted(os.listdir(base)):
+            with open(f"{base}/{entry}/level") as f:
+                if f.read().strip() != "2":
+                    continue
+            with open(f"{base}/{entry}/size") as f:
+                text = f.read().strip().upper()
+            scale = {"K": 1 << 10, "M": 1 << 20}.get(text[-1:], 1)
+            return int(text.rstrip("KM")) * scale
+    except (OSError, ValueError):
+        pass
+    return _L2_FALLBACK
 
 # --------------------------------------------------------------------------------------
 # IR helpers
@@ -282,20 +277,8 @@ def define_runtime(module: ir.Module, *, linkage: str = "external") -> ir.Functi
 
     def serial(start):
         """for t in [start, ntasks): fn(ctx, t) — in the calling thread."""
-        pre = b.block
-        head = pf.append_basic_block("ser.head")
-        body = pf.append_basic_block("ser.body")
-        done = pf.append_basic_block("ser.done")
-        b.branch(head)
-        b.position_at_end(head)
-        t = b.phi(I64)
-        t.add_incoming(start, pre)
-        b.cbranch(b.icmp_signed("<", t, ntasks), body, done)
-        b.position_at_end(body)
-        call_task(t)
-        t.add_incoming(b.add(t, I64(1)), body)
-        b.branch(head)
-        b.position_at_end(done)
+        with counted_loop(b, pf, ntasks, "ser", start=start) as t:
+            call_task(t)
 
     few = b.icmp_signed("<=", ntasks, I64(1))
     with b.if_then(few):
@@ -426,20 +409,8 @@ def define_spawn_runtime(module: ir.Module) -> ir.Function:
     nt = b.select(b.icmp_signed(">", n, I64(MAX_THREADS)), I64(MAX_THREADS), n)
 
     def loop(start, stop, body_fn, name):
-        pre = b.block
-        head = fn.append_basic_block(f"{name}.head")
-        body = fn.append_basic_block(f"{name}.body")
-        done = fn.append_basic_block(f"{name}.done")
-        b.branch(head)
-        b.position_at_end(head)
-        i = b.phi(I64)
-        i.add_incoming(start, pre)
-        b.cbranch(b.icmp_signed("<", i, stop), body, done)
-        b.position_at_end(body)
-        body_fn(i)
-        i.add_incoming(b.add(i, I64(1)), b.block)
-        b.branch(head)
-        b.position_at_end(done)
+        with counted_loop(b, fn, stop, name, start=start) as i:
+            body_fn(i)
 
     def spawn(i):
         j = b.gep(jobs, [i], source_etype=job_ty)

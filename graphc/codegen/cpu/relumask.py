@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from graphc.codegen.epilogue import identity_index
+from graphc.codegen.epilogue import identity_index, kernel_reads
 from graphc.codegen.kernel import Const, Load, LoopKernel, Op, TemplateKernel
 
 __all__ = ["fold_relu_masks"]
@@ -28,7 +28,7 @@ def fold_relu_masks(kernels: list, bufs, outputs=()) -> list:
     docstring). ``outputs``: buffers the program returns (never folded away)."""
     readers: dict[int, int] = {}
     for k in kernels:
-        for b in _reads(k):
+        for b in kernel_reads(k):
             readers[b] = readers.get(b, 0) + 1
     producer = {k.output: n for n, k in enumerate(kernels)
                 if isinstance(k, TemplateKernel) and k.op == "max_pool2d_grad" and
@@ -50,17 +50,6 @@ def fold_relu_masks(kernels: list, bufs, outputs=()) -> list:
                          attrs={**pool.attrs, "_relu_mask": True})
         drop.add(n)
     return [k for n, k in enumerate(out) if n not in drop]
-
-
-def _reads(k) -> set:
-    if isinstance(k, LoopKernel):
-        from graphc.codegen.cpu.loops import buffers_used
-        return buffers_used(k)[0]
-    reads = set(k.inputs)
-    if k.epilogue is not None:
-        from graphc.codegen.kernel import walk_exprs
-        reads |= {e.buffer for e in walk_exprs([k.epilogue]) if isinstance(e, Load)}
-    return reads
 
 
 def _masked_gradient(k, bufs):

@@ -39,10 +39,10 @@ import numpy as np
 from llvmlite import ir
 
 from graphc.codegen.kernel import (Acc, Const, Guard, IndexValue, Lit, Load, LoopKernel, Op,
-                                   Random, Reduction, Store, TemplateKernel, Var, flatten,
-                                   ix_add, ix_div, ix_mod, ix_mul, row_major_strides)
+                                   Reduction, Store, TemplateKernel, Var, flatten, ix_add,
+                                   ix_div, ix_mod, ix_mul, row_major_strides)
 from graphc.codegen.cpu.loops import I64, PTR, VOID, DynLoad, mem_type
-from graphc.codegen.epilogue import EPILOGUE_OPS, load_kind, vector_subset
+from graphc.codegen.epilogue import EPILOGUE_OPS, load_kind, substitute, vector_subset
 from graphc.errors import GraphcError
 from graphc.ir.dtypes import DType
 
@@ -97,25 +97,7 @@ def _i64(v):
 
 def substitute_acc(expr, replacement):
     """A copy of ``expr`` with every ``Acc`` replaced (sharing preserved)."""
-    memo = {}
-
-    def go(e):
-        hit = memo.get(id(e))
-        if hit is not None:
-            return hit
-        if isinstance(e, Acc):
-            out = replacement
-        elif isinstance(e, Op):
-            out = Op(e.op, tuple(go(a) for a in e.args), e.dtype, dict(e.attrs))
-        elif isinstance(e, Guard):
-            out = Guard(e.conds, go(e.then), go(e.otherwise), e.dtype)
-        elif isinstance(e, Random):
-            out = Random(go(e.seed), go(e.counter), e.salt, e.flat, e.dtype)
-        else:
-            out = e
-        memo[id(e)] = out
-        return out
-    return go(expr)
+    return substitute(expr, lambda e: replacement if isinstance(e, Acc) else None)
 
 
 def expand(k: TemplateKernel, buffers, new_temp=None, transposed=None) -> list:
